@@ -1,0 +1,79 @@
+"""gradtx: composable gradient transformations for JAX.
+
+An optimizer is a pure pair ``init(params) -> state`` and
+``update(updates, state, params=None, **extra_args) -> (updates, state)``, built
+by chaining small transforms. Every hyperparameter lives in the state, where
+``gradtx.hyperparams`` reads it and ``gradtx.set_hyperparams`` changes it.
+"""
+
+from gradtx import tree
+from gradtx.base import (
+    EmptyState,
+    GradientTransformation,
+    apply_updates,
+    identity,
+    incremental_update,
+    periodic_update,
+    set_to_zero,
+    stateless,
+)
+from gradtx.clipping import ClipState, clip, clip_by_global_norm
+from gradtx.combine import MaskedNode, MaskedState, chain, masked, named_chain
+from gradtx.hyperparams import Scheduled, hyperparams, set_hyperparams, step_count
+from gradtx.moments import (
+    EmaState,
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByRmsState,
+    ScaleByRssState,
+    ScaleByStddevState,
+    TraceState,
+    ema,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_stddev,
+    trace,
+)
+from gradtx.optimizers import (
+    adagrad,
+    adam,
+    adamax,
+    adamaxw,
+    adamw,
+    amsgrad,
+    nadam,
+    nadamw,
+    rmsprop,
+    sgd,
+)
+from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
+from gradtx.scaling import ScaleByScheduleState, ScaleState, scale, scale_by_learning_rate, scale_by_schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # base
+    "GradientTransformation", "EmptyState", "identity", "stateless", "set_to_zero",
+    "apply_updates", "incremental_update", "periodic_update",
+    # combine
+    "chain", "named_chain", "masked", "MaskedNode", "MaskedState",
+    # hyperparams
+    "hyperparams", "set_hyperparams", "step_count", "Scheduled",
+    # moments
+    "trace", "ema", "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_rms",
+    "scale_by_stddev", "scale_by_rss", "TraceState", "EmaState", "ScaleByAdamState",
+    "ScaleByAmsgradState", "ScaleByRmsState", "ScaleByStddevState", "ScaleByRssState",
+    # scaling
+    "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleState", "ScaleByScheduleState",
+    # clipping
+    "clip", "clip_by_global_norm", "ClipState",
+    # regularizers
+    "add_decayed_weights", "AddDecayedWeightsState",
+    # optimizers
+    "sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "adamaxw", "rmsprop", "adagrad",
+    # modules
+    "tree",
+]

@@ -1,0 +1,146 @@
+"""The optimizer protocol: a gradient transformation is a pure ``(init, update)`` pair.
+
+``init(params) -> state`` builds the state for a tree of parameters;
+``update(updates, state, params=None, **extra_args) -> (updates, state)`` turns
+incoming updates (usually gradients) into outgoing updates and a new state.
+Every transform accepts keyword ``extra_args`` and ignores the ones it does not
+use, so a chain can forward a loss value or a PRNG key to the member that needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+
+PyTree = Any
+Params = PyTree
+Updates = PyTree
+OptState = PyTree
+Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class InitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class UpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """An optimizer or one block of one: ``init(params) -> state`` and
+    ``update(updates, state, params=None, **extra_args) -> (updates, state)``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale(0.5)
+        >>> state = tx.init({"w": jnp.ones(2)})
+        >>> updates, state = tx.update({"w": jnp.ones(2)}, state)
+        >>> updates["w"].tolist()
+        [0.5, 0.5]
+    """
+
+    init: InitFn
+    update: UpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a transform that keeps none."""
+
+
+def identity() -> GradientTransformation:
+    """The transform that returns its updates unchanged and keeps no state."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transform from a pure function ``fn(updates, params) -> updates``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> negate = gradtx.stateless(lambda u, p: jax.tree.map(jnp.negative, u))
+        >>> negate.update(jnp.ones(2), negate.init(jnp.ones(2)))[0].tolist()
+        [-1.0, -1.0]
+    """
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return fn(updates, params), state
+
+    return GradientTransformation(init, update)
+
+
+def set_to_zero() -> GradientTransformation:
+    """The transform that replaces every update by zeros (for frozen parameters)."""
+    return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Return ``params + updates``, each leaf in its parameter's dtype.
+
+    ``None`` leaves stay ``None``. A tree of updates that does not match the
+    parameters raises a ``ValueError`` naming the first differing path.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> gradtx.apply_updates({"w": jnp.ones(2)}, {"w": jnp.full(2, -0.25)})["w"].tolist()
+        [0.75, 0.75]
+    """
+    _tree.check_same_structure(params, updates, "params", "updates")
+    return jax.tree.map(
+        lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates
+    )
+
+
+def incremental_update(new_tensors: PyTree, old_tensors: PyTree, step_size: float | jax.Array) -> PyTree:
+    """Polyak averaging: ``step_size * new + (1 - step_size) * old``, leaf by leaf.
+
+    Used for target networks and weight averages.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> gradtx.incremental_update(jnp.ones(2), jnp.zeros(2), 0.1).tolist()
+        [0.10000000149011612, 0.10000000149011612]
+    """
+    _tree.check_same_structure(old_tensors, new_tensors, "old_tensors", "new_tensors")
+    return jax.tree.map(
+        lambda new, old: (step_size * new + (1.0 - step_size) * old).astype(old.dtype),
+        new_tensors,
+        old_tensors,
+    )
+
+
+def periodic_update(new_tensors: PyTree, old_tensors: PyTree, steps: jax.Array, update_period: int) -> PyTree:
+    """Return ``new_tensors`` when ``steps`` is a multiple of ``update_period``, else ``old_tensors``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> gradtx.periodic_update(jnp.ones(1), jnp.zeros(1), jnp.asarray(4), 2).tolist()
+        [1.0]
+    """
+    if isinstance(update_period, int) and update_period < 1:
+        raise ValueError(f"update_period must be a positive integer, got {update_period!r}")
+    _tree.check_same_structure(old_tensors, new_tensors, "old_tensors", "new_tensors")
+    return jax.lax.cond(
+        jnp.mod(steps, update_period) == 0, lambda: new_tensors, lambda: old_tensors
+    )

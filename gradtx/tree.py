@@ -1,0 +1,263 @@
+"""Pytree arithmetic, structure checks that name paths, and finding values by name.
+
+Paths are written as their keys joined by ``/``: dict keys, sequence indices and
+NamedTuple field names, e.g. ``"0/mu/layer/w"``. A *name* given to :func:`get`
+or :func:`set` matches every path that ends with it, so ``"mu"`` finds a field
+called ``mu`` anywhere and ``"0/mu"`` only the one under the first chain member.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
+
+PyTree = Any
+KeyPath = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def key_name(key: Any) -> str:
+    """The text of one path key: a dict key, an index or an attribute name."""
+    if isinstance(key, DictKey):
+        return str(key.key)
+    if isinstance(key, SequenceKey):
+        return str(key.idx)
+    if isinstance(key, GetAttrKey):
+        return key.name
+    if isinstance(key, FlattenedIndexKey):
+        return str(key.key)
+    return str(key)
+
+
+def path_str(path: Sequence[Any]) -> str:
+    """A key path as ``a/b/0/c``; the root is ``<root>``."""
+    return "/".join(key_name(k) for k in path) or "<root>"
+
+
+def leaves_with_path(tree: PyTree) -> list[tuple[KeyPath, Any]]:
+    """Every leaf of ``tree`` with its key path, in flattening order."""
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
+def _describe(tree: PyTree) -> str:
+    text = str(jax.tree.structure(tree))
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def first_difference(expected: PyTree, got: PyTree) -> str | None:
+    """A sentence naming the first path where two trees differ, or ``None`` if they match."""
+    if jax.tree.structure(expected) == jax.tree.structure(got):
+        return None
+    paths_a = [p for p, _ in leaves_with_path(expected)]
+    paths_b = [p for p, _ in leaves_with_path(got)]
+    for pa, pb in zip(paths_a, paths_b):
+        if pa != pb:
+            if pa in set(paths_b):
+                return f"'{path_str(pb)}' is present only in the second tree"
+            return f"'{path_str(pa)}' is missing from the second tree"
+    if len(paths_a) > len(paths_b):
+        return f"'{path_str(paths_a[len(paths_b)])}' is missing from the second tree"
+    if len(paths_b) > len(paths_a):
+        return f"'{path_str(paths_b[len(paths_a)])}' is present only in the second tree"
+    return f"the leaves agree but the containers differ: {_describe(expected)} vs {_describe(got)}"
+
+
+def check_same_structure(expected: PyTree, got: PyTree, expected_name: str, got_name: str) -> None:
+    """Raise a ``ValueError`` naming the first differing path unless the trees match."""
+    difference = first_difference(expected, got)
+    if difference is not None:
+        difference = difference.replace("the second tree", got_name)
+        raise ValueError(f"{got_name} do not match {expected_name}: {difference}.")
+
+
+# ----------------------------------------------------------------------- arithmetic
+
+
+def add(*trees: PyTree) -> PyTree:
+    """Leafwise sum of trees of the same structure."""
+    return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *trees)
+
+
+def sub(a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a - b``."""
+    return jax.tree.map(jnp.subtract, a, b)
+
+
+def scale(scalar: Any, tree: PyTree) -> PyTree:
+    """Every leaf times ``scalar``, keeping each leaf's dtype."""
+    return jax.tree.map(lambda x: (scalar * x).astype(x.dtype), tree)
+
+
+def add_scaled(a: PyTree, scalar: Any, b: PyTree) -> PyTree:
+    """Leafwise ``a + scalar * b``, in the dtype of ``a``."""
+    return jax.tree.map(lambda x, y: (x + scalar * y).astype(x.dtype), a, b)
+
+
+def vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """Inner product of two trees, summed over all leaves."""
+    products = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
+    return sum(products, jnp.zeros((), jnp.result_type(float)))
+
+
+def sum(tree: PyTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
+    """Sum of every element of every leaf."""
+    import builtins
+
+    return builtins.sum((jnp.sum(x) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.result_type(float)))
+
+
+def norm(tree: PyTree, ord: int | str = 2, squared: bool = False) -> jax.Array:
+    """The l1, l2 or infinity norm of all elements of a tree taken together.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> float(tree.norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])}))
+        5.0
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.result_type(float))
+    if ord == 2:
+        sq = jnp.sum(jnp.stack([jnp.sum(jnp.square(jnp.abs(x)).astype(jnp.result_type(float, x.real.dtype))) for x in leaves]))
+        return sq if squared else jnp.sqrt(sq)
+    if squared:
+        raise ValueError("squared=True is only meaningful for ord=2")
+    if ord == 1:
+        return jnp.sum(jnp.stack([jnp.sum(jnp.abs(x)) for x in leaves]))
+    if ord in ("inf", float("inf"), jnp.inf):
+        return jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0) for x in leaves]))
+    raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
+
+
+def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
+    """Zeros shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
+
+
+def full_like(tree: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
+    """``fill_value`` shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
+    return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
+
+
+def cast(tree: PyTree, dtype: Any) -> PyTree:
+    """Every leaf in ``dtype`` (``None`` keeps each leaf as it is)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
+
+
+def size(tree: PyTree) -> int:
+    """The number of elements in all leaves."""
+    import builtins
+
+    return builtins.sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
+
+
+# ------------------------------------------------------------------ values by name
+
+
+def _matches(path: KeyPath, name: str) -> bool:
+    wanted = name.strip("/").split("/")
+    have = [key_name(k) for k in path]
+    return len(have) >= len(wanted) and have[len(have) - len(wanted):] == wanted
+
+
+def _node_at(tree: PyTree, path: KeyPath) -> Any:
+    node = tree
+    for key in path:
+        if isinstance(key, DictKey):
+            node = node[key.key]
+        elif isinstance(key, SequenceKey):
+            node = node[key.idx]
+        elif isinstance(key, GetAttrKey):
+            node = getattr(node, key.name)
+        else:  # a node flattened by index only: reach it through its children
+            node = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0][key.key][1]
+    return node
+
+
+def get_all_with_path(tree: PyTree, name: str) -> list[tuple[str, Any]]:
+    """Every subtree whose path ends with ``name``, as ``(path, subtree)`` pairs.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(2)})
+        >>> [path for path, _ in gradtx.tree.get_all_with_path(state, "mu")]
+        ['0/mu']
+    """
+    found: dict[KeyPath, None] = {}
+    for path, _ in leaves_with_path(tree):
+        for end in range(len(path), 0, -1):
+            if _matches(path[:end], name):
+                found.setdefault(path[:end])
+                break
+    outermost = [p for p in found if not any(len(q) < len(p) and p[: len(q)] == q for q in found)]
+    return [(path_str(p), _node_at(tree, p)) for p in outermost]
+
+
+def _only(tree: PyTree, name: str) -> tuple[str, Any]:
+    matches = get_all_with_path(tree, name)
+    if not matches:
+        raise KeyError(f"no value named '{name}' in this tree")
+    if len(matches) > 1:
+        paths = ", ".join(f"'{p}'" for p, _ in matches)
+        raise KeyError(f"'{name}' is ambiguous: it names {paths}; pass a longer path to choose one")
+    return matches[0]
+
+
+def get(tree: PyTree, name: str) -> Any:
+    """The one subtree whose path ends with ``name``; ``KeyError`` if none or several."""
+    return _only(tree, name)[1]
+
+
+def set(tree: PyTree, **values: Any) -> PyTree:  # noqa: A001 - the natural name
+    """A copy of ``tree`` with the subtree at each name replaced, structure unchanged.
+
+    Each new value must have the structure and leaf shapes of the value it
+    replaces; leaves are cast to the old dtypes, so a jitted function that takes
+    the tree is not recompiled.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(2)})
+        >>> state = gradtx.tree.set(state, **{"0/count": 5})
+        >>> int(gradtx.step_count(state))
+        5
+    """
+    leaves = leaves_with_path(tree)
+    treedef = jax.tree.structure(tree)
+    new_leaves = [leaf for _, leaf in leaves]
+    for name, value in values.items():
+        prefix_str, old = _only(tree, name)
+        replacements = _conformed(old, value, prefix_str)
+        positions = [i for i, (p, _) in enumerate(leaves) if path_str(p).startswith(prefix_str) and
+                     (path_str(p) == prefix_str or path_str(p)[len(prefix_str)] == "/")]
+        for i, leaf in zip(positions, replacements):
+            new_leaves[i] = leaf
+    return jax.tree.unflatten(treedef, new_leaves)
+
+
+def _conformed(old: PyTree, new: PyTree, where: str) -> list[Any]:
+    old_leaves, old_def = jax.tree.flatten(old)
+    if jax.tree_util.treedef_is_leaf(old_def):
+        new_leaves = [new]
+    else:  # a subtree: the new value must have the same structure
+        new_leaves, new_def = jax.tree.flatten(new)
+        if new_def != old_def:
+            difference = first_difference(old, new)
+            raise ValueError(f"the new value for '{where}' does not match the old one: {difference}")
+    result = []
+    for o, n in zip(old_leaves, new_leaves):
+        n = jnp.asarray(n)
+        if jnp.shape(n) != jnp.shape(o):
+            raise ValueError(
+                f"the new value for '{where}' has shape {jnp.shape(n)}, but the old one has shape {jnp.shape(o)}"
+            )
+        result.append(n.astype(jnp.asarray(o).dtype))
+    return result
