@@ -94,8 +94,8 @@ def adamw(
         >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
         >>> tx = gradtx.adamw(1e-3, weight_decay=0.1, mask={"w": True, "b": False})
         >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
-        >>> updates["w"].tolist(), updates["b"].tolist()
-        ([-0.00010000000474974513, -0.00010000000474974513], [0.0, 0.0])
+        >>> [round(x, 6) for x in updates["w"].tolist()], bool((updates["b"] == 0).all())
+        ([-0.0001, -0.0001], True)
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
