@@ -8,6 +8,7 @@ called ``mu`` anywhere and ``"0/mu"`` only the one under the first chain member.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Sequence
 
 import jax
@@ -80,7 +81,7 @@ def check_same_structure(expected: PyTree, got: PyTree, expected_name: str, got_
 
 def add(*trees: PyTree) -> PyTree:
     """Leafwise sum of trees of the same structure."""
-    return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *trees)
+    return jax.tree.map(lambda *xs: builtins.sum(xs[1:], xs[0]), *trees)
 
 
 def sub(a: PyTree, b: PyTree) -> PyTree:
@@ -101,13 +102,11 @@ def add_scaled(a: PyTree, scalar: Any, b: PyTree) -> PyTree:
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
     """Inner product of two trees, summed over all leaves."""
     products = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
-    return sum(products, jnp.zeros((), jnp.result_type(float)))
+    return builtins.sum(products, jnp.zeros((), jnp.result_type(float)))
 
 
 def sum(tree: PyTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
     """Sum of every element of every leaf."""
-    import builtins
-
     return builtins.sum((jnp.sum(x) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.result_type(float)))
 
 
@@ -154,8 +153,6 @@ def cast(tree: PyTree, dtype: Any) -> PyTree:
 
 def size(tree: PyTree) -> int:
     """The number of elements in all leaves."""
-    import builtins
-
     return builtins.sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
 
 

@@ -1,0 +1,72 @@
+"""gradtx.tree: arithmetic against NumPy, structure errors that name paths, values by name."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx import tree
+
+A = {"x": jnp.asarray([1.0, -2.0]), "y": [jnp.asarray(3.0), jnp.asarray([[4.0, -5.0]])]}
+B = {"x": jnp.asarray([0.5, 0.5]), "y": [jnp.asarray(-1.0), jnp.asarray([[2.0, 1.0]])]}
+
+
+def flat(t):
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(t)])
+
+
+def test_arithmetic_matches_numpy_on_the_flattened_tree():
+    a, b = flat(A), flat(B)
+    np.testing.assert_allclose(flat(tree.add(A, B)), a + b)
+    np.testing.assert_allclose(flat(tree.sub(A, B)), a - b)
+    np.testing.assert_allclose(flat(tree.scale(3.0, A)), 3 * a)
+    np.testing.assert_allclose(flat(tree.add_scaled(A, -2.0, B)), a - 2 * b)
+    assert float(tree.vdot(A, B)) == pytest.approx(a @ b)
+    assert float(tree.sum(A)) == pytest.approx(a.sum())
+    assert float(tree.norm(A)) == pytest.approx(np.linalg.norm(a))
+    assert float(tree.norm(A, squared=True)) == pytest.approx(a @ a)
+    assert float(tree.norm(A, 1)) == pytest.approx(np.abs(a).sum())
+    assert float(tree.norm(A, "inf")) == pytest.approx(np.abs(a).max())
+    assert tree.size(A) == a.size
+    assert float(tree.norm({})) == 0.0
+
+
+def test_like_and_cast_respect_dtypes():
+    z = tree.zeros_like(A, dtype=jnp.bfloat16)
+    assert all(x.dtype == jnp.bfloat16 and not np.any(np.asarray(x, np.float32)) for x in jax.tree.leaves(z))
+    f = tree.full_like(A, 7.0)
+    assert flat(f).tolist() == [7.0] * flat(A).size
+    assert all(x.dtype == jnp.float16 for x in jax.tree.leaves(tree.cast(A, jnp.float16)))
+
+
+@pytest.mark.parametrize(
+    "got, message",
+    [
+        ({"x": A["x"]}, "'y/0' is missing from got"),
+        ({**A, "z": jnp.ones(1)}, "'z' is present only in got"),
+        ({"x": A["x"], "y": (A["y"][0], A["y"][1])}, "containers differ"),
+    ],
+)
+def test_structure_errors_name_the_first_difference(got, message):
+    with pytest.raises(ValueError, match=message):
+        tree.check_same_structure(A, got, "expected", "got")
+
+
+def test_get_set_and_paths():
+    state = gradtx.adam().init({"w": jnp.zeros(2)})
+    assert [p for p, _ in tree.get_all_with_path(state, "count")] == ["0/count", "1/count"]
+    with pytest.raises(KeyError, match="ambiguous"):
+        tree.get(state, "count")
+    mu = tree.get(state, "mu")
+    assert jax.tree.structure(mu) == jax.tree.structure({"w": 0})
+    new = tree.set(state, **{"mu": {"w": jnp.ones(2)}, "0/count": 3})
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert tree.get(new, "mu")["w"].tolist() == [1.0, 1.0] and int(tree.get(new, "0/count")) == 3
+    assert tree.get(new, "0/count").dtype == jnp.int32
+    with pytest.raises(ValueError, match="shape"):
+        tree.set(state, **{"mu/w": jnp.ones(3)})
+    with pytest.raises(ValueError, match="does not match"):
+        tree.set(state, mu={"v": jnp.ones(2)})
+    with pytest.raises(KeyError, match="no value named 'nope'"):
+        tree.get(state, "nope")
