@@ -52,6 +52,10 @@ from gradtx.optimizers import (
 from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
 from gradtx.scaling import ScaleByScheduleState, ScaleState, scale, scale_by_learning_rate, scale_by_schedule
 
+# --- issue 3, helper A: imports ---
+# --- issue 3, helper B: imports ---
+# --- issue 3, helper C: imports ---
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -74,6 +78,9 @@ __all__ = [
     "add_decayed_weights", "AddDecayedWeightsState",
     # optimizers
     "sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "adamaxw", "rmsprop", "adagrad",
+    # --- issue 3, helper A: names ---
+    # --- issue 3, helper B: names ---
+    # --- issue 3, helper C: names ---
     # modules
     "tree",
 ]

@@ -19,4 +19,7 @@ OPTIMIZERS = {
     "rmsprop": lambda: gradtx.rmsprop(),
     "rmsprop_centered_momentum": lambda: gradtx.rmsprop(centered=True, momentum=0.9),
     "adagrad": lambda: gradtx.adagrad(),
+    # --- issue 3, helper A (adam_variants, factored, sign): add entries below ---
+    # --- issue 3, helper B (layerwise, optimistic, step_size, regularizers): add entries below ---
+    # --- issue 3, helper C (linesearch, lbfgs, averaging): add entries below ---
 }
