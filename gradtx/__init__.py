@@ -19,7 +19,14 @@ from gradtx.base import (
 )
 from gradtx.clipping import ClipState, clip, clip_by_global_norm
 from gradtx.combine import MaskedNode, MaskedState, chain, masked, named_chain
-from gradtx.hyperparams import Scheduled, hyperparams, set_hyperparams, step_count
+from gradtx.hyperparams import (
+    InjectHyperparamsState,
+    Scheduled,
+    hyperparams,
+    inject_hyperparams,
+    set_hyperparams,
+    step_count,
+)
 from gradtx.moments import (
     EmaState,
     ScaleByAdamState,
@@ -50,7 +57,15 @@ from gradtx.optimizers import (
     sgd,
 )
 from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
-from gradtx.scaling import ScaleByScheduleState, ScaleState, scale, scale_by_learning_rate, scale_by_schedule
+from gradtx.scaling import (
+    ReduceOnPlateauState,
+    ScaleByScheduleState,
+    ScaleState,
+    reduce_on_plateau,
+    scale,
+    scale_by_learning_rate,
+    scale_by_schedule,
+)
 
 # --- issue 3, helper A: imports ---
 # --- issue 3, helper B: imports ---
@@ -65,13 +80,15 @@ __all__ = [
     # combine
     "chain", "named_chain", "masked", "MaskedNode", "MaskedState",
     # hyperparams
-    "hyperparams", "set_hyperparams", "step_count", "Scheduled",
+    "hyperparams", "set_hyperparams", "step_count", "Scheduled", "inject_hyperparams",
+    "InjectHyperparamsState",
     # moments
     "trace", "ema", "scale_by_adam", "scale_by_amsgrad", "scale_by_adamax", "scale_by_rms",
     "scale_by_stddev", "scale_by_rss", "TraceState", "EmaState", "ScaleByAdamState",
     "ScaleByAmsgradState", "ScaleByRmsState", "ScaleByStddevState", "ScaleByRssState",
     # scaling
     "scale", "scale_by_learning_rate", "scale_by_schedule", "ScaleState", "ScaleByScheduleState",
+    "reduce_on_plateau", "ReduceOnPlateauState",
     # clipping
     "clip", "clip_by_global_norm", "ClipState",
     # regularizers

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.base import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import Hyperparams, check_nonnegative
+from gradtx.hyperparams import Hyperparams, check_nonnegative, check_range, float_dtype
 from gradtx.numerics import safe_increment, zero_count
 
 
@@ -94,3 +94,83 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> Gradien
     if not callable(step_size_fn):
         raise TypeError(f"step_size_fn must be a function of the step, got {step_size_fn!r}")
     return _scheduled_scale("step_size", step_size_fn, 1.0)
+
+
+class ReduceOnPlateauState(NamedTuple):
+    """``reduce_on_plateau``: the current ``scale`` and the bookkeeping that drives it."""
+
+    scale: jax.Array
+    best_value: jax.Array
+    plateau_count: jax.Array
+    cooldown_count: jax.Array
+    count: jax.Array
+    accumulated_value: jax.Array
+    hyperparams: dict[str, Any]
+
+
+def reduce_on_plateau(
+    factor: float = 0.1, patience: int = 10, rtol: float = 1e-4, atol: float = 0.0,
+    cooldown: int = 0, accumulation_size: int = 1, min_scale: float = 0.0,
+) -> GradientTransformation:
+    r"""Multiply the updates by a ``scale`` that shrinks by ``factor`` when the loss stops improving.
+
+    Needs the loss as the extra argument ``value``. Every ``accumulation_size``
+    updates, the mean loss :math:`\bar f` of that window is compared with the best
+    so far: it improves when :math:`\bar f < (1 - rtol)\, f_{best} - atol`. After more
+    than ``patience`` windows without improvement the scale becomes
+    :math:`\max(scale \cdot factor, min\_scale)` and ``cooldown`` windows follow in
+    which no reduction happens (torch.optim's ``ReduceLROnPlateau`` semantics).
+    Place it after the learning rate: ``chain(adam(1e-3), reduce_on_plateau())``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.reduce_on_plateau(factor=0.5, patience=1)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> for loss in [3.0, 2.0, 2.0, 2.0]:
+        ...     updates, state = tx.update(jnp.ones(1), state, value=loss)
+        >>> float(state.scale), updates.tolist()
+        (0.5, [0.5])
+    """
+    check_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
+    for name, value in [("patience", patience), ("cooldown", cooldown)]:
+        check_range(name, value, 0)
+    check_range("accumulation_size", accumulation_size, 1)
+    hp = Hyperparams(
+        factor=factor, rtol=check_range("rtol", rtol, 0.0, 1.0), atol=check_nonnegative("atol", atol),
+        min_scale=check_nonnegative("min_scale", min_scale), allow_schedules=False,
+    )
+
+    def init(params):
+        dtype = float_dtype()
+        return ReduceOnPlateauState(
+            scale=jnp.ones((), dtype), best_value=jnp.asarray(jnp.inf, dtype), plateau_count=zero_count(),
+            cooldown_count=zero_count(), count=zero_count(), accumulated_value=jnp.zeros((), dtype),
+            hyperparams=hp.init(),
+        )
+
+    def update(updates, state, params=None, *, value=None, **extra_args):
+        if value is None:
+            raise ValueError("reduce_on_plateau needs the loss: call update(..., value=loss)")
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        total = state.accumulated_value + jnp.asarray(value).astype(state.accumulated_value.dtype)
+        window_done = count % accumulation_size == 0
+        mean = total / accumulation_size
+
+        improved = mean < (1 - h["rtol"]) * state.best_value - h["atol"]
+        in_cooldown = state.cooldown_count > 0
+        plateau = jnp.where(improved | in_cooldown, 0, state.plateau_count + 1)
+        reduce = plateau > patience
+        evaluated = ReduceOnPlateauState(
+            scale=jnp.where(reduce, jnp.maximum(state.scale * h["factor"], h["min_scale"]), state.scale),
+            best_value=jnp.where(improved, mean, state.best_value),
+            plateau_count=jnp.where(reduce, 0, plateau).astype(state.plateau_count.dtype),
+            cooldown_count=jnp.where(reduce, cooldown, jnp.maximum(state.cooldown_count - 1, 0)).astype(
+                state.cooldown_count.dtype),
+            count=count, accumulated_value=jnp.zeros_like(total), hyperparams=state.hyperparams,
+        )
+        waiting = state._replace(count=count, accumulated_value=total)
+        new_state = jax.tree.map(lambda a, b: jnp.where(window_done, a, b), evaluated, waiting)
+        return _times(updates, new_state.scale), new_state
+
+    return GradientTransformation(init, update)

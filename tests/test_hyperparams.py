@@ -157,3 +157,42 @@ def test_a_schedule_returning_a_vector_is_an_error():
 def test_step_count_without_a_counter_is_an_error():
     with pytest.raises(ValueError, match="no step counter"):
         gradtx.step_count(gradtx.clip(1.0).init(PARAMS))
+
+
+# ------------------------------------------------------------------ inject_hyperparams
+
+
+def test_inject_hyperparams_equals_setting_the_values_by_hand_each_step():
+    lr = lambda t: 0.1 / (1.0 + t)  # noqa: E731
+    b1 = lambda t: 0.5 + 0.04 * t  # noqa: E731
+    injected = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=lr, b1=b1, b2=0.99)
+    plain = gradtx.adam(1.0, b1=0.5, b2=0.99)
+    s_inj, s_plain = injected.init(PARAMS), plain.init(PARAMS)
+    step = jax.jit(injected.update)
+    for t in range(6):
+        grads = jax.tree.map(lambda g: g * (t + 1.0), GRADS)
+        assert gradtx.hyperparams(s_inj)["learning_rate"] == pytest.approx(lr(t), rel=1e-6)
+        u_inj, s_inj = step(grads, s_inj, PARAMS)
+        s_plain = gradtx.set_hyperparams(s_plain, learning_rate=lr(t), b1=b1(t))
+        u_plain, s_plain = plain.update(grads, s_plain, PARAMS)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), u_inj, u_plain)
+    assert int(gradtx.step_count(s_inj)) == 6
+
+
+def test_injected_state_keeps_its_structure_and_refuses_hand_setting_of_schedules():
+    tx = gradtx.inject_hyperparams(gradtx.adamw, static_args="mask")(
+        learning_rate=lambda t: 1e-3 * t, weight_decay=0.1, mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)
+    )
+    state = tx.init(PARAMS)
+    structure = jax.tree.structure(state)
+    _, state = tx.update(GRADS, state, PARAMS)
+    assert jax.tree.structure(state) == structure
+    with pytest.raises(ValueError, match="follows a schedule"):
+        gradtx.set_hyperparams(state, learning_rate=0.5)
+    state = gradtx.set_hyperparams(state, weight_decay=0.2)
+    assert gradtx.hyperparams(state)["weight_decay"] == pytest.approx(0.2)
+
+
+def test_inject_names_what_the_state_does_not_keep():
+    with pytest.raises(ValueError, match="no hyperparameter named \\['decay'\\]; it keeps \\['momentum'\\]"):
+        gradtx.inject_hyperparams(gradtx.trace)(decay=lambda t: 0.9).init(PARAMS)
