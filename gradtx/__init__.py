@@ -57,6 +57,28 @@ from gradtx.optimizers import (
     sgd,
 )
 from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
+from gradtx.schedules import (
+    constant_schedule,
+    cosine_annealing_warm_restarts_schedule,
+    cosine_decay_schedule,
+    cosine_onecycle_schedule,
+    cyclic_schedule,
+    exponential_decay,
+    inverse_sqrt_schedule,
+    join_schedules,
+    linear_onecycle_schedule,
+    linear_schedule,
+    multistep_decay_schedule,
+    piecewise_constant_schedule,
+    piecewise_interpolate_schedule,
+    polynomial_schedule,
+    sgdr_schedule,
+    step_decay_schedule,
+    warmup_constant_schedule,
+    warmup_cosine_decay_schedule,
+    warmup_exponential_decay_schedule,
+    warmup_stable_decay_schedule,
+)
 from gradtx.scaling import (
     ReduceOnPlateauState,
     ScaleByScheduleState,
@@ -93,6 +115,14 @@ __all__ = [
     "clip", "clip_by_global_norm", "ClipState",
     # regularizers
     "add_decayed_weights", "AddDecayedWeightsState",
+    # schedules
+    "constant_schedule", "polynomial_schedule", "linear_schedule", "exponential_decay",
+    "cosine_decay_schedule", "warmup_constant_schedule", "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule", "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
+    "join_schedules", "sgdr_schedule", "step_decay_schedule", "multistep_decay_schedule",
+    "cyclic_schedule", "cosine_annealing_warm_restarts_schedule", "inverse_sqrt_schedule",
+    "warmup_stable_decay_schedule",
     # optimizers
     "sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "adamaxw", "rmsprop", "adagrad",
     # --- issue 3, helper A: names ---
