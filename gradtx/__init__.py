@@ -18,7 +18,22 @@ from gradtx.base import (
     stateless,
 )
 from gradtx.clipping import ClipState, clip, clip_by_global_norm
-from gradtx.combine import MaskedNode, MaskedState, chain, masked, named_chain
+from gradtx.combine import (
+    ConditionalState,
+    MaskedNode,
+    MaskedState,
+    PartitionState,
+    chain,
+    conditionally_mask,
+    conditionally_transform,
+    freeze,
+    masked,
+    multi_transform,
+    named_chain,
+    partition,
+    selective_transform,
+    with_extra_args_support,
+)
 from gradtx.hyperparams import (
     InjectHyperparamsState,
     Scheduled,
@@ -44,6 +59,7 @@ from gradtx.moments import (
     scale_by_stddev,
     trace,
 )
+from gradtx.microbatch import microbatch
 from gradtx.optimizers import (
     adagrad,
     adam,
@@ -56,6 +72,7 @@ from gradtx.optimizers import (
     rmsprop,
     sgd,
 )
+from gradtx.paths import path_labels, path_mask
 from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
 from gradtx.schedules import (
     constant_schedule,
@@ -89,6 +106,21 @@ from gradtx.scaling import (
     scale_by_schedule,
 )
 
+from gradtx.wrappers import (
+    ApplyEveryState,
+    ApplyIfFiniteState,
+    LookaheadParams,
+    LookaheadState,
+    MultiSteps,
+    MultiStepsState,
+    apply_every,
+    apply_if_finite,
+    flatten,
+    lookahead,
+    skip_large_updates,
+    skip_not_finite,
+)
+
 # --- issue 3, helper A: imports ---
 # --- issue 3, helper B: imports ---
 # --- issue 3, helper C: imports ---
@@ -100,7 +132,17 @@ __all__ = [
     "GradientTransformation", "EmptyState", "identity", "stateless", "set_to_zero",
     "apply_updates", "incremental_update", "periodic_update",
     # combine
-    "chain", "named_chain", "masked", "MaskedNode", "MaskedState",
+    "chain", "named_chain", "masked", "MaskedNode", "MaskedState", "partition", "multi_transform",
+    "PartitionState", "freeze", "selective_transform", "conditionally_mask", "conditionally_transform",
+    "ConditionalState", "with_extra_args_support",
+    # paths
+    "path_mask", "path_labels",
+    # wrappers
+    "MultiSteps", "MultiStepsState", "skip_not_finite", "skip_large_updates", "apply_every",
+    "ApplyEveryState", "apply_if_finite", "ApplyIfFiniteState", "lookahead", "LookaheadParams",
+    "LookaheadState", "flatten",
+    # microbatch
+    "microbatch",
     # hyperparams
     "hyperparams", "set_hyperparams", "step_count", "Scheduled", "inject_hyperparams",
     "InjectHyperparamsState",

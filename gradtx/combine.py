@@ -119,3 +119,209 @@ def masked(inner: GradientTransformation, mask: PyTree | Callable[[Params], PyTr
         return merged, MaskedState(inner_state)
 
     return GradientTransformation(init, update)
+
+
+# ------------------------------------------------------------------ partitions
+
+
+class PartitionState(NamedTuple):
+    """``partition``: each label's transform state, over that label's leaves only."""
+
+    inner_states: dict[Any, Any]
+
+
+def _label_tree(param_labels: PyTree | Callable[[Params], PyTree], params: PyTree, known) -> PyTree:
+    labels = param_labels(params) if callable(param_labels) else param_labels
+    _tree.check_same_structure(params, labels, "the parameters", "the labels")
+    for path, label in _tree.leaves_with_path(labels):
+        if label not in known:
+            raise ValueError(
+                f"the label {label!r} at '{_tree.path_str(path)}' has no transform; the transforms are for {sorted(known, key=str)}"
+            )
+    return labels
+
+
+def partition(
+    transforms: dict[Any, GradientTransformation], param_labels: PyTree | Callable[[Params], PyTree],
+) -> GradientTransformation:
+    """Apply a different transform to each group of parameters.
+
+    ``param_labels`` gives each leaf a label (a tree of labels shaped like the
+    parameters, or a function of the parameters returning one); each label's
+    transform sees only its leaves. Also known as ``multi_transform``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
+        >>> tx = gradtx.partition({"fast": gradtx.sgd(1.0), "frozen": gradtx.set_to_zero()},
+        ...                       {"w": "fast", "b": "frozen"})
+        >>> updates, _ = tx.update(params, tx.init(params))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([-1.0, -1.0], [0.0, 0.0])
+    """
+    names = list(transforms)
+
+    def init(params):
+        labels = _label_tree(param_labels, params, transforms)
+        return PartitionState({
+            name: transforms[name].init(_select(jax.tree.map(lambda l: l == name, labels), params))  # noqa: E741
+            for name in names
+        })
+
+    def update(updates, state, params=None, **extra_args):
+        labels = _label_tree(param_labels, updates if params is None else params, transforms)
+        _tree.check_same_structure(labels, updates, "the labels", "the updates")
+        outputs, new_states = {}, {}
+        for name in names:
+            selected = jax.tree.map(lambda l: l == name, labels)  # noqa: E741
+            inner_params = None if params is None else _select(selected, params)
+            outputs[name], new_states[name] = transforms[name].update(
+                _select(selected, updates), state.inner_states[name], inner_params, **extra_args
+            )
+        merged = jax.tree.map(
+            lambda label, *outs: outs[names.index(label)], labels, *(outputs[n] for n in names)
+        )
+        return merged, PartitionState(new_states)
+
+    return GradientTransformation(init, update)
+
+
+multi_transform = partition
+
+
+def freeze(mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
+    """Zero the updates of the leaves where ``mask`` is True (frozen parameters).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.freeze({"w": True, "b": False})
+        >>> updates, _ = tx.update({"w": jnp.ones(1), "b": jnp.ones(1)}, tx.init({"w": jnp.ones(1), "b": jnp.ones(1)}))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([0.0], [1.0])
+    """
+    from gradtx.base import set_to_zero
+
+    return masked(set_to_zero(), mask)
+
+
+def selective_transform(
+    optimizer: GradientTransformation, *, freeze_mask: PyTree | Callable[[Params], PyTree],
+) -> GradientTransformation:
+    """Run ``optimizer`` on the leaves where ``freeze_mask`` is False; the others get zero updates.
+
+    The optimizer's state holds only the trained leaves.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.ones(1), "b": jnp.ones(1)}
+        >>> tx = gradtx.selective_transform(gradtx.sgd(0.5), freeze_mask={"w": False, "b": True})
+        >>> updates, _ = tx.update(params, tx.init(params))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([-0.5], [0.0])
+    """
+    from gradtx.base import set_to_zero
+
+    def labels(params):
+        mask = _mask_tree(freeze_mask, params)
+        return jax.tree.map(lambda frozen: "frozen" if frozen else "trained", mask)
+
+    return partition({"trained": optimizer, "frozen": set_to_zero()}, labels)
+
+
+# ------------------------------------------------------------ conditional steps
+
+
+class ConditionalState(NamedTuple):
+    """A conditional transform's state: its own step count and the inner state."""
+
+    step: jax.Array
+    inner_state: Any
+
+
+def _conditional(inner, should_transform_fn, forward_extra_args, on_skip):
+    from gradtx.numerics import safe_increment, zero_count
+
+    def init(params):
+        return ConditionalState(zero_count(), inner.init(params))
+
+    def update(updates, state, params=None, **extra_args):
+        forwarded = extra_args if forward_extra_args else {}
+
+        def run(_):
+            return inner.update(updates, state.inner_state, params, **forwarded)
+
+        def skip(_):
+            return on_skip(updates), state.inner_state
+
+        new_updates, inner_state = jax.lax.cond(should_transform_fn(state.step), run, skip, None)
+        return new_updates, ConditionalState(safe_increment(state.step), inner_state)
+
+    return GradientTransformation(init, update)
+
+
+def conditionally_transform(
+    inner: GradientTransformation, should_transform_fn: Callable[[jax.Array], jax.Array],
+    forward_extra_args: bool = False,
+) -> GradientTransformation:
+    """Apply ``inner`` at steps where ``should_transform_fn(step)`` is True; elsewhere pass updates through.
+
+    When skipped, the inner state is left exactly as it was.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.conditionally_transform(gradtx.scale(10.0), lambda step: step % 2 == 1)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> first, state = tx.update(jnp.ones(1), state)
+        >>> second, state = tx.update(jnp.ones(1), state)
+        >>> first.tolist(), second.tolist()
+        ([1.0], [10.0])
+    """
+    return _conditional(inner, should_transform_fn, forward_extra_args, lambda u: u)
+
+
+def conditionally_mask(
+    inner: GradientTransformation, should_transform_fn: Callable[[jax.Array], jax.Array],
+    forward_extra_args: bool = False,
+) -> GradientTransformation:
+    """Apply ``inner`` at steps where ``should_transform_fn(step)`` is True; elsewhere return zeros.
+
+    When skipped, the inner state is left exactly as it was.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.conditionally_mask(gradtx.scale(10.0), lambda step: step >= 1)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> first, state = tx.update(jnp.ones(1), state)
+        >>> second, state = tx.update(jnp.ones(1), state)
+        >>> first.tolist(), second.tolist()
+        ([0.0], [10.0])
+    """
+    return _conditional(inner, should_transform_fn, forward_extra_args, lambda u: jax.tree.map(jax.numpy.zeros_like, u))
+
+
+def with_extra_args_support(transform: Any) -> GradientTransformation:
+    """Wrap a transform whose ``update`` takes no keyword arguments so that it ignores them.
+
+    Lets a hand-written ``(init, update)`` pair, or another library's
+    transform, sit in a chain that forwards ``value=`` or ``key=``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> legacy = gradtx.GradientTransformation(lambda p: (), lambda u, s, p=None: (u, s))
+        >>> tx = gradtx.with_extra_args_support(legacy)
+        >>> tx.update(jnp.ones(1), tx.init(None), value=1.0)[0].tolist()
+        [1.0]
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(transform.update).parameters.values()
+    except (TypeError, ValueError):
+        parameters = []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return GradientTransformation(transform.init, transform.update)
+
+    def update(updates, state, params=None, **extra_args):
+        return transform.update(updates, state, params)
+
+    return GradientTransformation(transform.init, update)

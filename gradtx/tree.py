@@ -144,6 +144,48 @@ def full_like(tree: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
     return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
 
 
+def ones_like(tree: PyTree, dtype: Any = None) -> PyTree:
+    """Ones shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
+    return jax.tree.map(lambda x: jnp.ones_like(x, dtype=dtype), tree)
+
+
+def where(condition: Any, a: PyTree, b: PyTree) -> PyTree:
+    """Leafwise ``a if condition else b``; ``condition`` is one boolean or a tree of them."""
+    if jax.tree.structure(condition).num_leaves == 1 and jnp.ndim(jax.tree.leaves(condition)[0]) == 0:
+        c = jax.tree.leaves(condition)[0]
+        return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
+    return jax.tree.map(jnp.where, condition, a, b)
+
+
+def clip(tree: PyTree, min_value: Any = None, max_value: Any = None) -> PyTree:
+    """Every element clipped to ``[min_value, max_value]``, keeping dtypes."""
+    return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value).astype(x.dtype), tree)
+
+
+def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """True when the trees have the same structure and every pair of leaves is close."""
+    if first_difference(a, b) is not None:
+        return False
+    return builtins.all(bool(jnp.allclose(x, y, rtol=rtol, atol=atol)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def random_like(key: jax.Array, tree: PyTree, sampler: Any = jax.random.normal, dtype: Any = None) -> PyTree:
+    """Random values shaped like each leaf, one independent key per leaf.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> noise = tree.random_like(jax.random.key(0), {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))})
+        >>> noise["b"].shape, noise["a"].dtype
+        ((2, 2), dtype('float32'))
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, max(len(leaves), 1))
+    return jax.tree.unflatten(treedef, [
+        sampler(k, jnp.shape(x), dtype or jnp.result_type(x)) for k, x in zip(keys, leaves)
+    ])
+
+
 def cast(tree: PyTree, dtype: Any) -> PyTree:
     """Every leaf in ``dtype`` (``None`` keeps each leaf as it is)."""
     if dtype is None:

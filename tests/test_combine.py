@@ -70,3 +70,83 @@ def test_masks_that_do_not_fit_name_the_path():
         gradtx.masked(gradtx.identity(), {"dense": {"w": True, "b": False}, "none": None}).init(PARAMS)
     with pytest.raises(TypeError, match="at 'dense/w' got"):
         gradtx.masked(gradtx.identity(), {"dense": {"w": 1, "b": False}, "norm": {"scale": True}, "none": None}).init(PARAMS)
+
+
+# ------------------------------------------------------------------ partition and friends
+
+
+def run_subset(tx, keys, steps=4):
+    """Hand-built equivalent: ``tx`` alone on the leaves at ``keys`` of PARAMS (a flat dict)."""
+    sub = {k: PARAMS["dense"][k] for k in keys}
+    grads = {k: GRADS["dense"][k] for k in keys}
+    state = tx.init(sub)
+    for _ in range(steps):
+        updates, state = tx.update(grads, state, sub)
+        sub = gradtx.apply_updates(sub, updates)
+    return sub
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("as_function", [False, True])
+def test_partition_equals_each_optimizer_on_its_own_subset(jit, as_function):
+    labels = {"dense": {"w": "adam", "b": "sgd"}, "norm": {"scale": "frozen"}, "none": None}
+    tx = gradtx.partition(
+        {"adam": gradtx.adam(0.1), "sgd": gradtx.sgd(0.1, momentum=0.9), "frozen": gradtx.set_to_zero()},
+        (lambda p: labels) if as_function else labels,
+    )
+    got = run(tx, jit=jit)
+    np.testing.assert_allclose(got["dense"]["w"], run_subset(gradtx.adam(0.1), ["w"])["w"], rtol=1e-6)
+    np.testing.assert_allclose(got["dense"]["b"], run_subset(gradtx.sgd(0.1, momentum=0.9), ["b"])["b"], rtol=1e-6)
+    np.testing.assert_array_equal(got["norm"]["scale"], PARAMS["norm"]["scale"])
+    assert got["none"] is None
+    assert gradtx.multi_transform is gradtx.partition
+
+
+def test_partition_errors_name_the_path():
+    with pytest.raises(ValueError, match="label 'adamw' at 'dense/w' has no transform"):
+        gradtx.partition({"adam": gradtx.adam()}, {"dense": {"w": "adamw", "b": "adam"}, "norm": {"scale": "adam"},
+                                                   "none": None}).init(PARAMS)
+    with pytest.raises(ValueError, match="'dense/b' is missing from the labels"):
+        gradtx.partition({"adam": gradtx.adam()}, {"dense": {"w": "adam"}, "norm": {"scale": "adam"}, "none": None}).init(PARAMS)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_freeze_and_selective_transform_leave_frozen_leaves_exactly(jit):
+    frozen = {"dense": {"w": True, "b": False}, "norm": {"scale": True}, "none": None}
+    via_freeze = run(gradtx.chain(gradtx.freeze(frozen), gradtx.sgd(0.1)), jit=jit)
+    via_selective = run(gradtx.selective_transform(gradtx.sgd(0.1), freeze_mask=frozen), jit=jit)
+    for got in (via_freeze, via_selective):
+        np.testing.assert_array_equal(got["dense"]["w"], PARAMS["dense"]["w"])
+        np.testing.assert_array_equal(got["norm"]["scale"], PARAMS["norm"]["scale"])
+        np.testing.assert_allclose(got["dense"]["b"], run_subset(gradtx.sgd(0.1), ["b"])["b"], rtol=1e-6)
+    # the selective optimizer keeps state for the trained leaves only
+    state = gradtx.selective_transform(gradtx.sgd(0.1, momentum=0.9), freeze_mask=frozen).init(PARAMS)
+    assert len(jax.tree.leaves(state.inner_states["trained"][0].trace)) == 1
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_conditional_transforms_match_a_hand_written_schedule_of_steps(jit):
+    every_other = lambda step: step % 2 == 1  # noqa: E731
+    for wrapper, on_skip in [(gradtx.conditionally_transform, lambda g: g), (gradtx.conditionally_mask, lambda g: 0 * g)]:
+        tx = wrapper(gradtx.trace(0.5), every_other)
+        update = jax.jit(tx.update) if jit else tx.update
+        state = tx.init(PARAMS)
+        momentum = jax.tree.map(jnp.zeros_like, PARAMS)
+        for step in range(5):
+            grads = jax.tree.map(lambda g: g * (step + 1), GRADS)
+            out, state = update(grads, state, PARAMS)
+            if every_other(step):
+                momentum = jax.tree.map(lambda g, b: g + 0.5 * b, grads, momentum)
+                want = momentum
+            else:
+                want = jax.tree.map(on_skip, grads)
+            jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), out, want)
+
+
+def test_with_extra_args_support_lets_a_plain_pair_sit_in_a_chain():
+    legacy = gradtx.GradientTransformation(lambda p: (), lambda u, s, p=None: (jax.tree.map(lambda x: 2 * x, u), s))
+    tx = gradtx.chain(gradtx.with_extra_args_support(legacy), gradtx.scale(0.5))
+    out, _ = tx.update(GRADS, tx.init(PARAMS), PARAMS, value=jnp.asarray(1.0))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), out, GRADS)
+    with_kwargs = gradtx.adam()
+    assert gradtx.with_extra_args_support(with_kwargs).update is with_kwargs.update

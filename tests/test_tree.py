@@ -70,3 +70,17 @@ def test_get_set_and_paths():
         tree.set(state, mu={"v": jnp.ones(2)})
     with pytest.raises(KeyError, match="no value named 'nope'"):
         tree.get(state, "nope")
+
+
+def test_where_clip_allclose_ones_and_random_like():
+    picked = tree.where(jnp.asarray(True), A, B)
+    assert tree.allclose(picked, A) and not tree.allclose(A, B)
+    assert not tree.allclose(A, {"x": A["x"]})
+    per_leaf = tree.where(jax.tree.map(lambda x: x > 0, A), A, B)
+    np.testing.assert_allclose(flat(per_leaf), np.where(flat(A) > 0, flat(A), flat(B)))
+    np.testing.assert_allclose(flat(tree.clip(A, -1.0, 2.0)), np.clip(flat(A), -1, 2))
+    assert flat(tree.ones_like(A)).tolist() == [1.0] * flat(A).size
+    noise = tree.random_like(jax.random.key(0), A)
+    assert jax.tree.structure(noise) == jax.tree.structure(A)
+    leaves = [np.asarray(x) for x in jax.tree.leaves(noise)]
+    assert not np.allclose(leaves[0][:1], leaves[2].ravel()[:1])  # independent keys per leaf
