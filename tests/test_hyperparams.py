@@ -196,3 +196,30 @@ def test_injected_state_keeps_its_structure_and_refuses_hand_setting_of_schedule
 def test_inject_names_what_the_state_does_not_keep():
     with pytest.raises(ValueError, match="no hyperparameter named \\['decay'\\]; it keeps \\['momentum'\\]"):
         gradtx.inject_hyperparams(gradtx.trace)(decay=lambda t: 0.9).init(PARAMS)
+
+
+@pytest.mark.parametrize(
+    "wrap, inner_steps",
+    [
+        (lambda tx: tx, 4),
+        (lambda tx: gradtx.chain(gradtx.clip_by_global_norm(1.0), tx), 4),
+        (lambda tx: gradtx.MultiSteps(tx, every_k_schedule=2).gradient_transformation(), 2),
+        (lambda tx: gradtx.apply_if_finite(tx, max_consecutive_errors=3), 4),
+        (lambda tx: gradtx.masked(tx, {"w": True, "b": False}), 4),
+        (lambda tx: gradtx.partition({"a": tx, "b": gradtx.set_to_zero()}, {"w": "a", "b": "b"}), 4),
+        (lambda tx: gradtx.conditionally_transform(tx, lambda step: step % 2 == 0), 2),
+        (lambda tx: gradtx.flatten(tx), 4),
+    ],
+    ids=["plain", "chain", "multisteps", "apply_if_finite", "masked", "partition", "conditional", "flatten"],
+)
+def test_hyperparams_are_found_and_set_through_every_wrapper(wrap, inner_steps):
+    tx = wrap(gradtx.inject_hyperparams(gradtx.adamw)(learning_rate=lambda t: 0.1 / (1 + t), weight_decay=0.01))
+    state = tx.init(PARAMS)
+    assert gradtx.hyperparams(state)["learning_rate"] == pytest.approx(0.1)
+    state = gradtx.set_hyperparams(state, weight_decay=0.02)
+    step = jax.jit(tx.update)
+    for _ in range(4):
+        _, state = step(GRADS, state, PARAMS)
+    hp = gradtx.hyperparams(state)
+    assert hp["weight_decay"] == pytest.approx(0.02) and hp["b1"] == pytest.approx(0.9)
+    assert hp["learning_rate"] == pytest.approx(0.1 / (1 + inner_steps))  # the value for the next inner step
