@@ -134,19 +134,37 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False) -> jax.Array:
     raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
 
 
+def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:
+    """``fill_value`` with the shape, dtype and sharding of ``x``.
+
+    ``jnp.full_like`` inside ``jit`` makes a constant that does not depend on
+    ``x``, so XLA places it on one device (or replicates it) whatever ``x``'s
+    sharding. Selecting between two equal constants with a predicate computed
+    from ``x`` makes the result depend on ``x``, and sharding propagation gives it
+    ``x``'s layout; the predicate is false only for NaN, where both branches agree.
+    """
+    x = jnp.asarray(x)
+    fill = jnp.asarray(fill_value, dtype=dtype or x.dtype)
+    return jnp.where(x == x, fill, fill)
+
+
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
+    """Zeros shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype.
+
+    The sharding follows under ``jit`` too, so ``jax.jit(tx.init)(params)``
+    lays optimizer state out as the parameters are laid out.
+    """
+    return jax.tree.map(lambda x: _filled_like(x, 0, dtype), tree)
 
 
 def full_like(tree: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
-    """``fill_value`` shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
+    """``fill_value`` shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype."""
+    return jax.tree.map(lambda x: _filled_like(x, fill_value, dtype), tree)
 
 
 def ones_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Ones shaped like each leaf, in ``dtype`` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: jnp.ones_like(x, dtype=dtype), tree)
+    """Ones shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype."""
+    return full_like(tree, 1, dtype)
 
 
 def where(condition: Any, a: PyTree, b: PyTree) -> PyTree:
