@@ -31,7 +31,7 @@ _FORMAT = "gradtx-state-v1"
 
 def _manifest(state: Any) -> list[dict]:
     return [
-        {"path": _tree.path_str(path), "shape": list(np.shape(leaf)), "dtype": str(jnp.asarray(leaf).dtype)}
+        {"path": _tree.path_str(path), "shape": list(np.shape(leaf)), "dtype": str(getattr(leaf, "dtype", None) or np.asarray(leaf).dtype)}
         for path, leaf in _tree.leaves_with_path(state)
     ]
 
