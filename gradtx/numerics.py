@@ -36,5 +36,15 @@ def bias_correction(moment: jax.Array, decay: jax.Array, count: jax.Array) -> ja
 
 
 def compute_dtype(*arrays: jax.Array):
-    """The dtype arithmetic on these arrays takes place in: their promotion."""
-    return jnp.result_type(*arrays)
+    """The dtype arithmetic on these arrays takes place in: their promotion, and at least float32.
+
+    Low-precision moments are stored in their own dtype but updated in float32:
+    in bfloat16, ``b2 = 0.999`` rounds to 1 and Adam's bias correction becomes 0/0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import compute_dtype
+        >>> compute_dtype(jnp.ones(1, jnp.bfloat16)), compute_dtype(jnp.ones(1, jnp.float32), jnp.ones(1, jnp.bfloat16))
+        (dtype('float32'), dtype('float32'))
+    """
+    return jnp.promote_types(jnp.result_type(*arrays), jnp.float32)
