@@ -122,8 +122,89 @@ from gradtx.wrappers import (
 )
 
 # --- issue 3, helper A: imports ---
+from gradtx.adam_variants import (
+    ScaleByAdaDeltaState,
+    ScaleByAdanState,
+    ScaleByNovogradState,
+    adabelief,
+    adadelta,
+    adan,
+    novograd,
+    radam,
+    scale_by_adadelta,
+    scale_by_adan,
+    scale_by_belief,
+    scale_by_novograd,
+    scale_by_radam,
+    scale_by_yogi,
+    yogi,
+)
+from gradtx.factored import FactoredState, ScaleBySM3State, adafactor, scale_by_factored_rms, scale_by_sm3, sm3
+from gradtx.sign import (
+    ScaleByLionState,
+    ScaleByRpropState,
+    lion,
+    rprop,
+    scale_by_lion,
+    scale_by_rprop,
+    scale_by_sign,
+    sign_sgd,
+    signum,
+)
 # --- issue 3, helper B: imports ---
+from gradtx.clipping import (
+    adaptive_grad_clip,
+    clip_by_block_rms,
+    per_example_global_norm_clip,
+    per_example_layer_norm_clip,
+)
+from gradtx.layerwise import (
+    NormalizeByUpdateNormState,
+    ScaleByParamBlockState,
+    ScaleByTrustRatioState,
+    fromage,
+    lamb,
+    lars,
+    normalize_by_update_norm,
+    scale_by_param_block_norm,
+    scale_by_param_block_rms,
+    scale_by_trust_ratio,
+)
+from gradtx.optimistic import (
+    ScaleByOptimisticGradientState,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    scale_by_optimistic_gradient,
+)
+from gradtx.regularizers import (
+    AddNoiseState,
+    ZeroNansState,
+    add_noise,
+    centralize,
+    keep_params_nonnegative,
+    noisy_sgd,
+    zero_nans,
+)
+from gradtx.step_size import (
+    DoGState,
+    ScaleByPolyakState,
+    dog,
+    polyak_sgd,
+    scale_by_distance_over_gradients,
+    scale_by_polyak,
+)
 # --- issue 3, helper C: imports ---
+from gradtx.averaging import ScaleByAsgdState, asgd, scale_by_asgd
+from gradtx.lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs
+from gradtx.linesearch import (
+    BacktrackingLinesearchInfo,
+    ScaleByBacktrackingLinesearchState,
+    ScaleByZoomLinesearchState,
+    ZoomLinesearchInfo,
+    scale_by_backtracking_linesearch,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+)
 
 __version__ = "0.1.0"
 
@@ -168,8 +249,25 @@ __all__ = [
     # optimizers
     "sgd", "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "adamaxw", "rmsprop", "adagrad",
     # --- issue 3, helper A: names ---
+    "scale_by_belief", "adabelief", "scale_by_yogi", "yogi", "scale_by_radam", "radam",
+    "scale_by_adan", "adan", "scale_by_novograd", "novograd", "scale_by_adadelta", "adadelta",
+    "ScaleByAdanState", "ScaleByNovogradState", "ScaleByAdaDeltaState",
+    "scale_by_factored_rms", "adafactor", "scale_by_sm3", "sm3", "FactoredState", "ScaleBySM3State",
+    "scale_by_sign", "sign_sgd", "signum", "scale_by_lion", "lion", "scale_by_rprop", "rprop",
+    "ScaleByLionState", "ScaleByRpropState",
     # --- issue 3, helper B: names ---
+    "clip_by_block_rms", "adaptive_grad_clip", "per_example_global_norm_clip", "per_example_layer_norm_clip",
+    "scale_by_trust_ratio", "scale_by_param_block_norm", "scale_by_param_block_rms", "normalize_by_update_norm",
+    "ScaleByTrustRatioState", "ScaleByParamBlockState", "NormalizeByUpdateNormState", "lars", "lamb", "fromage",
+    "centralize", "add_noise", "AddNoiseState", "keep_params_nonnegative", "zero_nans", "ZeroNansState", "noisy_sgd",
+    "scale_by_polyak", "ScaleByPolyakState", "polyak_sgd", "scale_by_distance_over_gradients", "DoGState", "dog",
+    "scale_by_optimistic_gradient", "ScaleByOptimisticGradientState", "optimistic_gradient_descent",
+    "optimistic_adam_v2",
     # --- issue 3, helper C: names ---
+    "scale_by_backtracking_linesearch", "scale_by_zoom_linesearch", "value_and_grad_from_state",
+    "ScaleByBacktrackingLinesearchState", "ScaleByZoomLinesearchState", "BacktrackingLinesearchInfo",
+    "ZoomLinesearchInfo", "scale_by_lbfgs", "lbfgs", "ScaleByLBFGSState", "scale_by_asgd", "asgd",
+    "ScaleByAsgdState",
     # modules
     "tree",
 ]

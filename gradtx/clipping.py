@@ -40,13 +40,19 @@ def clip(max_delta: float) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def clip_by_global_norm(max_norm: float) -> GradientTransformation:
+def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTransformation:
     r"""Rescale all updates together so that their joint l2 norm is at most ``max_norm``.
 
     .. math::
         u \leftarrow u \cdot \frac{c}{\max(\lVert u \rVert_2, c)}
 
     which leaves ``u`` unchanged when its norm is within ``c`` (Pascanu et al., 2013).
+
+    Under ``shard_map`` or ``pmap`` with the updates split across a mapped
+    axis, pass that axis as ``axis_name``: the norm is then the norm of the
+    whole tree, summed over the devices (see :func:`gradtx.tree.norm`). Leave it
+    ``None`` under ``jit`` with sharded arrays and when every device holds the
+    whole (averaged) gradient.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -61,8 +67,243 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra_args):
         c = hp.values(state.hyperparams)["max_norm"]
-        norm = _tree.norm(updates)
+        norm = _tree.norm(updates, axis_name=axis_name)
         factor = c.astype(norm.dtype) / jnp.maximum(norm, c.astype(norm.dtype))
         return jax.tree.map(lambda u: (u * factor.astype(u.dtype)).astype(u.dtype), updates), state
 
     return GradientTransformation(init, update)
+
+
+# ------------------------------------------- block, adaptive and per-example clipping
+
+from gradtx.hyperparams import check_nonnegative  # noqa: E402 - this section's own import
+
+
+def _norm_dtype(x: jax.Array):
+    """Norms are taken in at least float32, so bfloat16 leaves do not lose the sum."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    r"""The l2 norm of ``x`` over ``axis``, scaled by :math:`\max|x|` first.
+
+    ``sqrt(sum(x**2))`` overflows for float32 values near 1e30 and underflows to
+    0 near 1e-30; dividing by the largest magnitude first keeps every square in
+    [0, 1]. ``axis=()`` gives ``|x|`` elementwise.
+    """
+    x = jnp.abs(x.astype(_norm_dtype(x)))
+    top = jnp.max(x, axis=axis, keepdims=True, initial=0)
+    safe = jnp.where(top > 0, top, 1)
+    norm = jnp.where(top > 0, safe * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True)), 0)
+    if keepdims:
+        return norm
+    return norm.reshape(()) if axis is None else jnp.squeeze(norm, axis)
+
+
+def _global_norm(tree: Any) -> jax.Array:
+    """The l2 norm of all leaves of ``tree`` together, scaled as in :func:`_norm`."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.size(x)]
+    if not leaves:
+        return jnp.zeros((), jnp.result_type(float))
+    dtype = jnp.result_type(*[_norm_dtype(x) for x in leaves])
+    top = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
+    safe = jnp.where(top > 0, top, 1)
+    total = sum(jnp.sum(jnp.square(x.astype(dtype) / safe)) for x in leaves)
+    return jnp.where(top > 0, safe * jnp.sqrt(total), 0)
+
+
+def _rms(x: jax.Array) -> jax.Array:
+    return _norm(x) / jnp.sqrt(jnp.asarray(max(x.size, 1), _norm_dtype(x)))
+
+
+def _shrink(norm: jax.Array, limit: jax.Array) -> jax.Array:
+    """The factor ``min(1, limit / norm)``, 1 where ``norm`` is 0 (no 0/0)."""
+    return jnp.where(norm > limit, limit / jnp.where(norm > 0, norm, 1), 1)
+
+
+def clip_by_block_rms(threshold: float) -> GradientTransformation:
+    r"""Clip each leaf (block) to a root mean square of at most ``threshold``.
+
+    .. math::
+        u \leftarrow u \cdot \frac{c}{\max(\mathrm{rms}(u), c)}, \qquad
+        \mathrm{rms}(u) = \lVert u \rVert_2 / \sqrt{\mathrm{size}(u)}
+
+    The update clipping of Adafactor (Shazeer & Stern, 2018, section 6), per leaf.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.clip_by_block_rms(1.0)
+        >>> u, _ = tx.update({"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.5])}, tx.init(None))
+        >>> [round(x, 4) for x in u["a"].tolist()], u["b"].tolist()
+        ([0.8485, 1.1314], [0.5])
+    """
+    hp = Hyperparams(threshold=check_positive("threshold", threshold), allow_schedules=False)
+
+    def init(params):
+        return ClipState(hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        c = hp.values(state.hyperparams)["threshold"]
+
+        def clip_leaf(u):
+            factor = _shrink(_rms(u), c.astype(_norm_dtype(u)))
+            return (u * factor).astype(u.dtype)
+
+        return jax.tree.map(clip_leaf, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def _unit_axes(ndim: int, axis: Any) -> tuple[int, ...]:
+    # vectors (biases, scales) and scalars are one unit per element
+    if ndim <= 1:
+        return ()
+    if axis is not None:
+        return (axis,) if isinstance(axis, int) else tuple(axis)
+    # a unit is one output: every axis but the last (JAX's (..., fan_in, fan_out) layout)
+    return tuple(range(ndim - 1))
+
+
+def adaptive_grad_clip(
+    clipping: float, eps: float = 1e-3, axis: int | tuple[int, ...] | None = None,
+) -> GradientTransformation:
+    r"""Unit-wise adaptive gradient clipping (Brock, De, Smith & Simonyan, 2021, NFNets).
+
+    For every unit :math:`i` (the weights into one output),
+
+    .. math::
+        G_i \leftarrow G_i \cdot \min\left(1, \frac{\lambda \max(\lVert W_i \rVert, \epsilon)}{\lVert G_i \rVert}\right)
+
+    with :math:`\lambda` = ``clipping``. A unit is every axis but the last of a
+    leaf with two or more dimensions (kernels laid out ``(..., fan_in,
+    fan_out)``, as in Flax); each element of a vector or scalar is its own
+    unit. ``axis`` (an int or a tuple) names the reduced axes instead, for
+    every leaf with two or more dimensions. Needs the parameters.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.adaptive_grad_clip(0.1)
+        >>> w = jnp.array([[3.0, 1.0], [4.0, 0.0]])   # units: columns, norms 5 and 1
+        >>> g = jnp.array([[6.0, 0.05], [8.0, 0.0]])  # column norms 10 and 0.05
+        >>> u, _ = tx.update(g, tx.init(w), w)
+        >>> [[round(x, 4) for x in row] for row in u.tolist()]
+        [[0.3, 0.05], [0.4, 0.0]]
+    """
+    hp = Hyperparams(
+        clipping=check_positive("clipping", clipping), eps=check_nonnegative("eps", eps), allow_schedules=False
+    )
+
+    def init(params):
+        return ClipState(hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        if params is None:
+            raise ValueError("adaptive_grad_clip needs the parameters: call update(updates, state, params)")
+        _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        h = hp.values(state.hyperparams)
+
+        def clip_leaf(g, w):
+            axes = _unit_axes(jnp.ndim(g), axis)
+            dtype = jnp.promote_types(_norm_dtype(g), _norm_dtype(w))
+            lam, eps_ = h["clipping"].astype(dtype), h["eps"].astype(dtype)
+            limit = lam * jnp.maximum(_norm(w, axes, keepdims=True).astype(dtype), eps_)
+            return (g * _shrink(_norm(g, axes, keepdims=True).astype(dtype), limit)).astype(g.dtype)
+
+        return jax.tree.map(clip_leaf, updates, params), state
+
+    return GradientTransformation(init, update)
+
+
+def _batch_size(grads: Any, who: str) -> int:
+    leaves = _tree.leaves_with_path(grads)
+    if not leaves:
+        raise ValueError(f"{who} needs at least one leaf of per-example gradients")
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for _, x in leaves}
+    if len(sizes) != 1 or None in sizes:
+        found = ", ".join(f"'{_tree.path_str(p)}': {jnp.shape(x)}" for p, x in leaves)
+        raise ValueError(f"{who}: every leaf needs the same leading batch dimension, got shapes {found}")
+    return sizes.pop()
+
+
+def _per_example_norm(x: jax.Array) -> jax.Array:
+    return _norm(x, tuple(range(1, jnp.ndim(x))))
+
+
+def _clipped_sum(x: jax.Array, factor: jax.Array) -> jax.Array:
+    factor = factor.reshape(factor.shape + (1,) * (jnp.ndim(x) - 1))
+    return jnp.sum(x * factor.astype(jnp.promote_types(x.dtype, factor.dtype)), axis=0).astype(x.dtype)
+
+
+def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, jax.Array]:
+    r"""Clip every example's gradient to a global l2 norm of at most ``C``, then sum over the batch.
+
+    Every leaf of ``grads`` holds per-example gradients along its first axis.
+    Example :math:`i`'s gradient :math:`g_i` (all leaves together) is scaled
+    by :math:`\min(1, C / \lVert g_i \rVert)` (DP-SGD, Abadi et al., 2016).
+
+    Returns the tree of summed clipped gradients (without the batch axis) and
+    the number of examples whose norm exceeded ``C``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> grads = {"w": jnp.array([[3.0, 4.0], [0.3, 0.4]])}  # two examples, norms 5 and 0.5
+        >>> total, n = gradtx.per_example_global_norm_clip(grads, 1.0)
+        >>> [round(x, 4) for x in total["w"].tolist()], int(n)
+        ([0.9, 1.2], 1)
+    """
+    check_positive("l2_norm_clip", l2_norm_clip)
+    _batch_size(grads, "per_example_global_norm_clip")
+    leaves = jax.tree.leaves(grads)
+    dtype = jnp.result_type(*[_norm_dtype(x) for x in leaves])
+    per_leaf = jnp.stack([_per_example_norm(x).astype(dtype) for x in leaves])  # (leaves, batch)
+    top = jnp.max(per_leaf, axis=0)
+    safe = jnp.where(top > 0, top, 1)
+    norms = safe * jnp.sqrt(jnp.sum(jnp.square(per_leaf / safe), axis=0))
+    c = jnp.asarray(l2_norm_clip, dtype)
+    factor = _shrink(norms, c)
+    total = jax.tree.map(lambda x: _clipped_sum(x, factor), grads)
+    return total, jnp.sum(norms > c).astype(jnp.int32)
+
+
+def per_example_layer_norm_clip(grads: Any, global_l2_norm_clip: float, uniform: bool = True) -> tuple[Any, Any]:
+    r"""Clip every example's gradient leaf by leaf, then sum over the batch.
+
+    Leaf :math:`l` of example :math:`i` is scaled by
+    :math:`\min(1, C_l / \lVert g_{i,l} \rVert)`, with per-leaf thresholds whose
+    squares add up to :math:`C^2` (per-layer clipping, McMahan et al., 2018):
+    :math:`C_l = C / \sqrt{L}` for :math:`L` leaves when ``uniform``, else
+    :math:`C_l = C \sqrt{d_l / d}` for a leaf holding :math:`d_l` of the
+    :math:`d` parameters.
+
+    Returns the tree of summed clipped gradients and a tree of the number of
+    examples clipped in each leaf.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> grads = {"a": jnp.array([[3.0, 4.0]]), "b": jnp.array([[0.1]])}  # one example
+        >>> total, n = gradtx.per_example_layer_norm_clip(grads, 2.0 ** 0.5)  # C_l = 1
+        >>> [round(x, 4) for x in total["a"].tolist()], int(n["a"]), int(n["b"])
+        ([0.6, 0.8], 1, 0)
+    """
+    check_positive("global_l2_norm_clip", global_l2_norm_clip)
+    _batch_size(grads, "per_example_layer_norm_clip")
+    leaves = jax.tree.leaves(grads)
+    per_example_size = lambda x: int(jnp.size(x)) // max(jnp.shape(x)[0], 1)  # noqa: E731
+    total_size = max(sum(per_example_size(x) for x in leaves), 1)
+
+    def threshold(x):
+        share = 1.0 / len(leaves) if uniform else per_example_size(x) / total_size
+        return global_l2_norm_clip * share**0.5
+
+    def clip_leaf(x):
+        norms = _per_example_norm(x)
+        c = jnp.asarray(threshold(x), norms.dtype)
+        return _clipped_sum(x, _shrink(norms, c)), jnp.sum(norms > c).astype(jnp.int32)
+
+    pairs = jax.tree.map(clip_leaf, grads)
+    treedef = jax.tree.structure(grads)
+    flat = treedef.flatten_up_to(pairs)
+    return (
+        jax.tree.unflatten(treedef, [p[0] for p in flat]),
+        jax.tree.unflatten(treedef, [p[1] for p in flat]),
+    )

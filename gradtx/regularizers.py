@@ -54,3 +54,202 @@ def add_decayed_weights(
 
     tx = GradientTransformation(init, update)
     return tx if mask is None else masked(tx, mask)
+
+
+# ------------------------------ centralization, gradient noise, non-negativity, NaN guards
+
+import jax.numpy as jnp  # noqa: E402 - this section's own imports
+import numpy as np  # noqa: E402
+
+from gradtx.base import EmptyState  # noqa: E402
+from gradtx.combine import chain  # noqa: E402
+from gradtx.scaling import scale_by_learning_rate  # noqa: E402
+
+
+def centralize() -> GradientTransformation:
+    r"""Gradient centralization (Yong, Huang, Hua & Zhang, 2020).
+
+    For every leaf with two or more dimensions, subtract the mean over each
+    output's fan-in, i.e. over every axis but the last (the ``(..., fan_in,
+    fan_out)`` layout of JAX and Flax kernels):
+
+    .. math::
+        \Phi(G)_{:, j} = G_{:, j} - \tfrac{1}{M} \textstyle\sum_{i} G_{i, j}
+
+    Vectors (biases, scales) and scalars pass unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.centralize()
+        >>> g = {"w": jnp.array([[1.0, 2.0], [3.0, 6.0]]), "b": jnp.array([1.0, 2.0])}
+        >>> u, _ = tx.update(g, tx.init(g))
+        >>> u["w"].tolist(), u["b"].tolist()
+        ([[-1.0, -2.0], [1.0, 2.0]], [1.0, 2.0])
+    """
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        def center(g):
+            if jnp.ndim(g) < 2:
+                return g
+            axes = tuple(range(jnp.ndim(g) - 1))
+            mean = jnp.mean(g, axis=axes, keepdims=True, dtype=jnp.promote_types(g.dtype, jnp.float32))
+            return (g - mean).astype(g.dtype)
+
+        return jax.tree.map(center, updates), state
+
+    return GradientTransformation(init, update)
+
+
+class AddNoiseState(NamedTuple):
+    """``add_noise``: the step count :math:`t`, the PRNG key and :math:`\\eta, \\gamma`."""
+
+    count: jax.Array
+    rng_key: jax.Array
+    hyperparams: dict[str, Any]
+
+
+def _key_store(key: Any, seed: int | None, who: str):
+    """The key as raw data for the state, and the functions from that data to a key and back."""
+    if seed is not None:
+        if key is not None:
+            raise ValueError(f"{who}: give key or seed, not both")
+        key = seed
+    if key is None:
+        raise ValueError(f"{who} needs a PRNG key, e.g. key=jax.random.key(0)")
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        key = jax.random.key(int(key))
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = jax.random.key_impl(key)
+        return jax.random.key_data(key), lambda data: jax.random.wrap_key_data(data, impl=impl), jax.random.key_data
+    return key, lambda data: data, lambda data: data
+
+
+def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = None) -> GradientTransformation:
+    r"""Add annealed Gaussian noise to the gradient (Neelakantan et al., 2015).
+
+    .. math::
+        u_t = g_t + \xi_t, \qquad \xi_t \sim \mathcal N\!\left(0, \frac{\eta}{(1 + t)^\gamma}\right)
+
+    with :math:`t = 0, 1, \dots` the number of updates before this one. The
+    state keeps the PRNG key (``key``: a ``jax.random.key``, a raw
+    ``PRNGKey`` or an int seed; ``seed`` is an alias). Each update splits it
+    in two: the first half is the next state's key, the second is split into
+    one key per leaf (in flattening order), and leaf :math:`i`'s noise is
+    ``jax.random.normal(keys[i], shape, dtype)``. ``eta`` and ``gamma`` may be
+    schedules.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> tx = gradtx.add_noise(eta=0.01, gamma=0.55, key=jax.random.key(0))
+        >>> u, state = tx.update(jnp.zeros(3), tx.init(jnp.zeros(3)))
+        >>> u.shape, int(state.count), bool(jnp.all(jnp.abs(u) < 0.5))
+        ((3,), 1, True)
+    """
+    hp = Hyperparams(eta=check_nonnegative("eta", eta), gamma=check_nonnegative("gamma", gamma))
+    key_data, as_key, as_data = _key_store(key, seed, "add_noise")
+
+    def init(params):
+        return AddNoiseState(zero_count(), key_data, hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        if params is not None:
+            _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        h = hp.values(state.hyperparams)
+        next_key, noise_key = jax.random.split(as_key(state.rng_key))
+        noise = _tree.random_like(noise_key, updates)
+        t = state.count.astype(h["eta"].dtype)
+        std = jnp.sqrt(h["eta"] / (1 + t) ** h["gamma"])
+        noisy = jax.tree.map(lambda g, n: (g + std.astype(g.dtype) * n).astype(g.dtype), updates, noise)
+        count = safe_increment(state.count)
+        return noisy, AddNoiseState(count, as_data(next_key), hp.advance(state.hyperparams, count))
+
+    return GradientTransformation(init, update)
+
+
+def keep_params_nonnegative() -> GradientTransformation:
+    r"""Stop every parameter at zero from above: :math:`u \leftarrow \max(u, -\theta)`.
+
+    A parameter that would become negative is set to exactly 0 (a projection
+    onto the non-negative orthant). Needs the parameters.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.keep_params_nonnegative()
+        >>> params = jnp.array([1.0, 1.0])
+        >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(params), params)[0].tolist()
+        [-1.0, 0.5]
+    """
+
+    def init(params):
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        if params is None:
+            raise ValueError("keep_params_nonnegative needs the parameters: call update(updates, state, params)")
+        _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        return jax.tree.map(lambda u, p: jnp.where(p + u < 0, -p, u).astype(u.dtype), updates, params), state
+
+    return GradientTransformation(init, update)
+
+
+class ZeroNansState(NamedTuple):
+    """``zero_nans``: for every leaf, whether the last update held a NaN."""
+
+    found_nan: Any
+
+
+def zero_nans() -> GradientTransformation:
+    r"""Replace NaN in the updates by 0, and record per leaf whether there was one.
+
+    .. math::
+        u \leftarrow \begin{cases} 0 & u \text{ is NaN} \\ u & \text{otherwise} \end{cases}
+
+    ``state.found_nan`` is a tree of booleans shaped like the parameters'
+    tree (one 0-d flag per leaf) for the most recent update. Infinities pass.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.zero_nans()
+        >>> params = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
+        >>> u, state = tx.update({"a": jnp.array([1.0, jnp.nan]), "b": jnp.ones(1)}, tx.init(params))
+        >>> u["a"].tolist(), bool(state.found_nan["a"]), bool(state.found_nan["b"])
+        ([1.0, 0.0], True, False)
+    """
+
+    def init(params):
+        return ZeroNansState(jax.tree.map(lambda _: jnp.zeros((), bool), params))
+
+    def update(updates, state, params=None, **extra_args):
+        _tree.check_same_structure(state.found_nan, updates, "the tree this state was built for", "the updates")
+        found = jax.tree.map(lambda u: jnp.any(jnp.isnan(u)), updates)
+        cleaned = jax.tree.map(lambda u: jnp.where(jnp.isnan(u), jnp.zeros_like(u), u), updates)
+        return cleaned, ZeroNansState(found)
+
+    return GradientTransformation(init, update)
+
+
+def noisy_sgd(
+    learning_rate: ScalarOrSchedule = 1e-3, eta: float = 0.01, gamma: float = 0.55,
+    key: Any = None, *, seed: int | None = None,
+) -> GradientTransformation:
+    r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al., 2015).
+
+    .. math::
+        \theta_{t+1} = \theta_t - \alpha \left(g_t + \xi_t\right), \qquad
+        \xi_t \sim \mathcal N\!\left(0, \eta / (1 + t)^\gamma\right)
+
+    ``eta=0.01, gamma=0.55`` are the paper's (and Optax's). ``key`` (or
+    ``seed``) is required: see :func:`add_noise`. The default learning rate
+    1e-3 is :func:`gradtx.sgd`'s (Optax has none; the paper fixes none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.noisy_sgd(0.1, eta=0.0, key=0)  # no noise: plain SGD
+        >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
+        [-0.10000000149011612, -0.10000000149011612]
+    """
+    return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))

@@ -110,8 +110,15 @@ def sum(tree: PyTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
     return builtins.sum((jnp.sum(x) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.result_type(float)))
 
 
-def norm(tree: PyTree, ord: int | str = 2, squared: bool = False) -> jax.Array:
+def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: Any = None) -> jax.Array:
     """The l1, l2 or infinity norm of all elements of a tree taken together.
+
+    ``axis_name`` names a mapped axis (of ``shard_map``, ``pmap`` or ``vmap``)
+    across which every leaf is split: each device holds a disjoint part of the
+    tree, and the norm is that of the whole tree (the squared l2 norm and the l1
+    norm are summed with ``psum``, the infinity norm taken with ``pmax``). Leave
+    it ``None`` when each device holds the whole tree, as in data parallelism
+    with averaged gradients, and under ``jit``, where XLA inserts the reductions.
 
     Example:
         >>> import jax.numpy as jnp
@@ -120,18 +127,21 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False) -> jax.Array:
         5.0
     """
     leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.result_type(float))
-    if ord == 2:
-        sq = jnp.sum(jnp.stack([jnp.sum(jnp.square(jnp.abs(x)).astype(jnp.result_type(float, x.real.dtype))) for x in leaves]))
-        return sq if squared else jnp.sqrt(sq)
-    if squared:
+    if squared and ord != 2:
         raise ValueError("squared=True is only meaningful for ord=2")
-    if ord == 1:
-        return jnp.sum(jnp.stack([jnp.sum(jnp.abs(x)) for x in leaves]))
-    if ord in ("inf", float("inf"), jnp.inf):
-        return jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0) for x in leaves]))
-    raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
+    if ord not in (1, 2, "inf", float("inf")):
+        raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
+    if not leaves:
+        total = jnp.zeros((), jnp.result_type(float))
+    elif ord == 2:
+        total = jnp.sum(jnp.stack([jnp.sum(jnp.square(jnp.abs(x)).astype(jnp.result_type(float, x.real.dtype))) for x in leaves]))
+    elif ord == 1:
+        total = jnp.sum(jnp.stack([jnp.sum(jnp.abs(x)) for x in leaves]))
+    else:
+        total = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0) for x in leaves]))
+    if axis_name is not None:
+        total = jax.lax.pmax(total, axis_name) if ord not in (1, 2) else jax.lax.psum(total, axis_name)
+    return jnp.sqrt(total) if ord == 2 and not squared else total
 
 
 def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:

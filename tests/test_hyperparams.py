@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from conftest import OPTIMIZERS
+from conftest import OPTIMIZERS, step as update_with_extras
 
 PARAMS = {"w": jnp.ones((2, 2)), "b": jnp.zeros(2)}
 GRADS = {"w": jnp.full((2, 2), 0.5), "b": jnp.full(2, -1.0)}
@@ -19,14 +19,19 @@ def test_adam_reports_its_hyperparameters_by_the_papers_names():
     }
 
 
+# Polyak's step size is computed from the loss at every step: it has no learning
+# rate, only Optax's `scaling` multiplier and a `max_learning_rate` cap.
+NO_LEARNING_RATE = {"polyak_sgd": "max_learning_rate"}
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_every_optimizer_reports_its_learning_rate_and_step(name):
     tx = OPTIMIZERS[name]()
     state = tx.init(PARAMS)
-    assert "learning_rate" in gradtx.hyperparams(state)
+    assert NO_LEARNING_RATE.get(name, "learning_rate") in gradtx.hyperparams(state)
     for step in range(3):
         assert int(gradtx.step_count(state)) == step
-        _, state = tx.update(GRADS, state, PARAMS)
+        _, state = update_with_extras(tx, GRADS, state, PARAMS)
 
 
 def test_scheduled_learning_rate_is_the_value_the_next_update_uses():

@@ -1,0 +1,565 @@
+"""Adam's relatives: AdaBelief, Yogi, RAdam, Adan, NovoGrad, and the older AdaDelta.
+
+Each ``scale_by_*`` is one paper's direction, built from :mod:`gradtx.moments`'
+pieces; each optimizer chains it with weight decay (where it has one) and the
+learning rate. With float32 gradients above ~1.8e19 the squared moments
+overflow to ``+inf``, which no float32 state can avoid; the arithmetic is
+arranged so that the affected elements then get a zero update, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.combine import _mask_tree, chain
+from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range
+from gradtx.moments import ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _check, _moment, _zeros
+from gradtx.numerics import bias_correction, compute_dtype, safe_increment, zero_count
+from gradtx.optimizers import Mask
+from gradtx.regularizers import add_decayed_weights
+from gradtx.scaling import scale_by_learning_rate
+
+
+def _split(tuples: Any, like: Any, n: int) -> tuple[Any, ...]:
+    """Split a tree of ``n``-tuples, shaped like ``like`` above the tuples, into ``n`` trees."""
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(tuples)
+    return tuple(jax.tree.unflatten(treedef, [t[i] for t in flat]) for i in range(n))
+
+
+def _adam_step(g, m, v, h, count, nesterov=False, eps_root_in_sqrt=True):
+    """Adam's bias-corrected ``m_hat`` and step ``m_hat / (sqrt(v_hat + eps_root) + eps)`` for a given ``v``."""
+    dtype = compute_dtype(g, m, v)
+    b1, b2, eps, eps_root = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
+    m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1, count, nesterov)
+    v_hat = bias_correction(v.astype(dtype), b2, count) + (eps_root if eps_root_in_sqrt else 0)
+    return m_hat, m_hat / (jnp.sqrt(v_hat) + eps)
+
+
+# ----------------------------------------------------------------- AdaBelief
+
+
+def scale_by_belief(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16, *, nesterov: bool = False,
+) -> GradientTransformation:
+    r"""AdaBelief's direction (Zhuang et al., 2020, Algorithm 2): Adam divided by the "belief" in the gradient.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        s_t = \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon_{root}, \\
+        u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
+
+    :math:`s_t`, the variance of the gradient around its prediction :math:`m_t`, is
+    the ``nu`` of a :class:`gradtx.ScaleByAdamState`. ``eps_root`` is the paper's
+    :math:`\epsilon` inside :math:`s_t`; ``nesterov`` uses NAdam's :math:`\hat m_t`.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_belief()
+        >>> u, _ = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in u.tolist()]  # g - m_1 = 0.9 g: the first step is sign(g) / 0.9
+        [1.1111, -1.1111]
+    """
+    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+
+    def init(params):
+        return ScaleByAdamState(zero_count(), _zeros(params, None), _zeros(params, None), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.mu, updates)
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+
+        def belief(g, m, s):
+            dtype = compute_dtype(g, m, s)
+            b2_, eps_root_ = _as(dtype, h["b2"], h["eps_root"])
+            surprise = jnp.square(g.astype(dtype) - m.astype(dtype))
+            return (b2_ * s + (1 - b2_) * surprise + eps_root_).astype(s.dtype)
+
+        nu = jax.tree.map(belief, updates, mu, state.nu)
+        out = jax.tree.map(
+            lambda g, m, s: _adam_step(g, m, s, h, count, nesterov, eps_root_in_sqrt=False)[1].astype(g.dtype), updates, mu, nu
+        )
+        return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def adabelief(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
+    eps_root: float = 1e-16, *, nesterov: bool = False,
+) -> GradientTransformation:
+    r"""AdaBelief (Zhuang et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_belief`'s :math:`u_t`.
+
+    The default learning rate 1e-3 is that of the authors' code (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.adabelief()
+        >>> updates, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 6) for x in updates.tolist()]  # -lr * sign(g) / 0.9
+        [-0.001111]
+    """
+    return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov), scale_by_learning_rate(learning_rate))
+
+
+# ---------------------------------------------------------------------- Yogi
+
+
+def scale_by_yogi(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, eps_root: float = 0.0,
+    initial_accumulator_value: float = 1e-6,
+) -> GradientTransformation:
+    r"""Yogi's direction (Zaheer et al., 2018, Algorithm 2): Adam whose :math:`v` changes additively.
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = v_{t-1} - (1-\beta_2)\, \mathrm{sign}(v_{t-1} - g_t^2)\, g_t^2, \\
+        u_t = \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}
+
+    :math:`v_0` = ``initial_accumulator_value``, :math:`m_0 = 0` (Optax starts :math:`m` at
+    ``initial_accumulator_value`` too). Algorithm 2 omits Adam's bias correction;
+    gradtx applies it, as Optax does. The state is a :class:`gradtx.ScaleByAdamState`.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_yogi(eps=0.0, initial_accumulator_value=0.0)
+        >>> u, _ = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in u.tolist()]
+        [1.0, -1.0]
+    """
+    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+    check_nonnegative("initial_accumulator_value", initial_accumulator_value)
+
+    def init(params):
+        nu = _tree.full_like(params, initial_accumulator_value)
+        return ScaleByAdamState(zero_count(), _zeros(params, None), nu, hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.mu, updates)
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+
+        def additive(g, v):
+            dtype = compute_dtype(g, v)
+            (b2_,) = _as(dtype, h["b2"])
+            g2, v = jnp.square(g.astype(dtype)), v.astype(dtype)
+            # sign(v - g^2) by comparisons: v = g^2 = inf (float32 overflow) keeps v, not inf - inf
+            step = (1 - b2_) * g2
+            return jnp.where(v > g2, v - step, jnp.where(v < g2, v + step, v))
+
+        nu = jax.tree.map(lambda g, v: additive(g, v).astype(v.dtype), updates, state.nu)
+        out = jax.tree.map(lambda g, m, v: _adam_step(g, m, v, h, count)[1].astype(g.dtype), updates, mu, nu)
+        return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def yogi(
+    learning_rate: ScalarOrSchedule = 1e-2, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3,
+) -> GradientTransformation:
+    r"""Yogi (Zaheer et al., 2018): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_yogi`'s :math:`u_t`.
+
+    The default learning rate 1e-2 is the one the paper recommends (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.yogi()
+        >>> updates, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 4) for x in updates.tolist()]  # -lr * 3 / (3 + eps), v_0 aside
+        [-0.01]
+    """
+    return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+# --------------------------------------------------------------------- RAdam
+
+
+def _sma_length(b2: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""RAdam's :math:`\rho_\infty = 2/(1-\beta_2) - 1` and :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`.
+
+    As written, :math:`\rho_t` is a difference of two numbers near :math:`\rho_\infty`
+    (~2000), off by ~1e-2 in float32: enough to move :math:`\rho_5 = 4.996` past 5.
+    With :math:`a = 1-\beta_2`, :math:`x = -t\log(1-a)`, :math:`c = -\log(1-a) - a`
+    and :math:`\varphi(x) = e^x - 1 - x` (series), :math:`\rho_t = 2(\varphi(x) + tc)/(a(e^x - 1)) - 1`
+    sums positive terms; it is used while :math:`x < 1`.
+    """
+    dtype = b2.dtype
+    t = count.astype(dtype)
+    a = 1 - b2
+    log_b2 = jnp.log1p(-a)
+    x = -t * log_b2
+    phi = x * x * jnp.polyval(jnp.asarray([1 / math.factorial(k) for k in range(12, 1, -1)], dtype), x)
+    c_series = a * a * jnp.polyval(jnp.asarray([1 / k for k in range(12, 1, -1)], dtype), a)
+    c = jnp.where(a < 0.1, c_series, -log_b2 - a)
+    rho_inf = 2 / a - 1
+    small_x = 2 * (phi + t * c) / (a * jnp.expm1(x)) - 1
+    large_x = rho_inf - 2 * t * jnp.exp(-x) / -jnp.expm1(-x)
+    return rho_inf, jnp.where(x < 1, small_x, large_x)
+
+
+def scale_by_radam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, threshold: float = 5.0,
+    *, nesterov: bool = False,
+) -> GradientTransformation:
+    r"""Rectified Adam's direction (Liu et al., 2020, Algorithm 2).
+
+    Adam's adaptive step has an unbounded variance while few gradients have been
+    seen: RAdam uses momentum SGD until the length :math:`\rho_t` of the simple
+    moving average that :math:`v_t` approximates exceeds ``threshold``:
+
+    .. math::
+        \rho_\infty = \frac{2}{1-\beta_2} - 1, \quad
+        \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t}, \quad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}, \\
+        u_t = r_t\, \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon) \;\text{ if } \rho_t > \text{threshold},
+        \quad u_t = \hat m_t \;\text{ otherwise}
+
+    with Adam's :math:`\hat m_t, \hat v_t`. Algorithm 2 rectifies once :math:`\rho_t > 4`;
+    the authors' code and Optax use 5, the default (below 4 is refused).
+    :math:`\rho_t` is computed exactly to float32 rounding.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_radam()
+        >>> state, steps = tx.init(jnp.zeros(1)), []
+        >>> for _ in range(7):
+        ...     u, state = tx.update(jnp.array([2.0]), state)
+        ...     steps.append(round(u.item(), 4))
+        >>> steps  # m_hat = 2 while rho_t <= 5, then r_t * sign(g)
+        [2.0, 2.0, 2.0, 2.0, 2.0, 0.0258, 0.0327]
+    """
+    hp = Hyperparams(
+        b1=check_decay("b1", b1), b2=check_decay("b2", b2), eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root), threshold=check_range("threshold", threshold, 4.0),
+        allow_schedules=False,
+    )
+
+    def init(params):
+        return ScaleByAdamState(zero_count(), _zeros(params, None), _zeros(params, None), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.mu, updates)
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+        nu = jax.tree.map(lambda g, v: _moment(g, v, h["b2"], 2), updates, state.nu)
+
+        rho_inf, rho = _sma_length(h["b2"], count)
+        rectify = rho > h["threshold"]
+        ratio = (rho - 4) * (rho - 2) * rho_inf / jnp.where(rectify, (rho_inf - 4) * (rho_inf - 2) * rho, 1)
+        r = jnp.sqrt(jnp.where(rectify, ratio, 0))
+
+        def direction(g, m, v):
+            m_hat, adaptive = _adam_step(g, m, v, h, count, nesterov)
+            return jnp.where(rectify, r.astype(adaptive.dtype) * adaptive, m_hat).astype(g.dtype)
+
+        out = jax.tree.map(direction, updates, mu, nu)
+        return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def radam(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False,
+) -> GradientTransformation:
+    r"""RAdam (Liu et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_radam`'s :math:`u_t`.
+
+    The default learning rate 1e-3 is that of the authors' code (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.radam()
+        >>> updates, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 6) for x in updates.tolist()]  # rho_1 = 1: momentum SGD, -lr * m_hat
+        [-0.002]
+    """
+    return chain(
+        scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), scale_by_learning_rate(learning_rate)
+    )
+
+
+# ---------------------------------------------------------------------- Adan
+
+
+class ScaleByAdanState(NamedTuple):
+    """Adan's state: the moments ``m``, ``v`` (of gradient differences), ``n``, and the previous gradient ``g``."""
+
+    count: jax.Array
+    m: Updates
+    v: Updates
+    n: Updates
+    g: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_adan(
+    b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8, eps_root: float = 0.0,
+) -> GradientTransformation:
+    r"""Adan's direction (Xie et al., 2022, Algorithm 1): Nesterov momentum estimated from gradient differences.
+
+    With :math:`\Delta_t = g_t - g_{t-1}` (0 at the first step),
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) \Delta_t, \quad
+        n_t = \beta_3 n_{t-1} + (1-\beta_3) (g_t + \beta_2 \Delta_t)^2, \\
+        u_t = \frac{\hat m_t + \beta_2 \hat v_t}{\sqrt{\hat n_t + \epsilon_{root}} + \epsilon}
+
+    where hats divide by :math:`1-\beta_i^t`. The betas are the complements of the
+    paper's (its :math:`\beta_1 = 0.02` is ``b1=0.98``); its :math:`m_0 = g_0` start is
+    replaced, as in the authors' code, by bias correction. Optax weights
+    :math:`\Delta_t` in :math:`n_t` and :math:`\hat v_t` in :math:`u_t` by :math:`1-\beta_2`;
+    gradtx follows the paper (:math:`\beta_2`).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_adan()
+        >>> u, _ = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in u.tolist()]
+        [1.0, -1.0]
+    """
+    hp = Hyperparams(
+        b1=check_decay("b1", b1), b2=check_decay("b2", b2), b3=check_decay("b3", b3),
+        eps=check_nonnegative("eps", eps), eps_root=check_nonnegative("eps_root", eps_root),
+        allow_schedules=False,
+    )
+
+    def init(params):
+        zeros = _zeros(params, None)
+        return ScaleByAdanState(zero_count(), zeros, zeros, zeros, zeros, hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.m, updates)
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        first = state.count == 0
+
+        def step(g, m, v, n, g_prev):
+            dtype = compute_dtype(g, m, v, n, g_prev)
+            b1_, b2_, b3_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["b3"], h["eps"], h["eps_root"])
+            g_ = g.astype(dtype)
+            delta = jnp.where(first, 0, g_ - g_prev.astype(dtype))
+            new_m = b1_ * m + (1 - b1_) * g_
+            new_v = b2_ * v + (1 - b2_) * delta
+            new_n = b3_ * n + (1 - b3_) * jnp.square(g_ + b2_ * delta)
+            u = (bias_correction(new_m, b1_, count) + b2_ * bias_correction(new_v, b2_, count)) / (
+                jnp.sqrt(bias_correction(new_n, b3_, count) + eps_root_) + eps_
+            )
+            return u.astype(g.dtype), new_m.astype(m.dtype), new_v.astype(v.dtype), new_n.astype(n.dtype)
+
+        out, m, v, n = _split(jax.tree.map(step, updates, state.m, state.v, state.n, state.g), updates, 4)
+        g = jax.tree.map(lambda x, old: x.astype(old.dtype), updates, state.g)
+        return out, ScaleByAdanState(count, m, v, n, g, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def adan(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.98, b2: float = 0.92, b3: float = 0.99,
+    eps: float = 1e-8, eps_root: float = 1e-8, weight_decay: ScalarOrSchedule = 0.0, mask: Mask = None,
+) -> GradientTransformation:
+    r"""Adan (Xie et al., 2022): :func:`scale_by_adan` with decoupled weight decay.
+
+    .. math::
+        \theta_t = \theta_{t-1} - \eta\,(u_t + \lambda \theta_{t-1})
+
+    The paper's proximal decay, :math:`\theta_t = (\theta_{t-1} - \eta u_t)/(1 + \lambda\eta)`,
+    agrees to first order; gradtx (like Optax) uses AdamW's form. The default
+    learning rate 1e-3 is the authors' code's (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = jnp.array([1.0, 1.0])
+        >>> tx = gradtx.adan(0.1, weight_decay=0.5)
+        >>> updates, _ = tx.update(jnp.array([1.0, -1.0]), tx.init(params), params)
+        >>> [round(x, 4) for x in updates.tolist()]  # -0.1 * (sign(g) + 0.5)
+        [-0.15, 0.05]
+    """
+    return chain(
+        scale_by_adan(b1, b2, b3, eps, eps_root), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+    )
+
+
+# ------------------------------------------------------------------ NovoGrad
+
+
+class ScaleByNovogradState(NamedTuple):
+    """NovoGrad's state: the momentum ``mu`` and, per leaf (layer), the scalar second moment ``nu``."""
+
+    count: jax.Array
+    mu: Updates
+    nu: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_novograd(
+    b1: float = 0.9, b2: float = 0.25, eps: float = 1e-8, eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0, mu_dtype: Any = None, *, mask: Mask = None,
+) -> GradientTransformation:
+    r"""NovoGrad's direction (Ginsburg et al., 2019, Algorithm 1): layer-wise normalized momentum.
+
+    Each leaf :math:`l` is a layer with one second moment, of its gradient's norm:
+
+    .. math::
+        v^l_t = \beta_2 v^l_{t-1} + (1-\beta_2) \lVert g^l_t \rVert^2 \;\;(v^l_1 = \lVert g^l_1 \rVert^2), \\
+        m^l_t = \beta_1 m^l_{t-1} + \frac{g^l_t}{\sqrt{v^l_t + \epsilon_{root}} + \epsilon} + \lambda\, \theta^l_{t-1},
+        \qquad u_t = m_t
+
+    The momentum has no :math:`1-\beta_1` factor, as in the paper. Weight decay
+    enters the momentum, so it is not a separate :func:`gradtx.add_decayed_weights`;
+    it may be a schedule and needs the parameters; ``mask`` (keyword only, beyond
+    Optax's signature) selects the decayed leaves.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_novograd()
+        >>> u, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in u.tolist()]  # g / ||g||
+        [0.6, 0.8]
+    """
+    hp = Hyperparams(
+        b1=check_decay("b1", b1), b2=check_decay("b2", b2), eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root), weight_decay=check_nonnegative("weight_decay", weight_decay),
+    )
+    decays = callable(weight_decay) or not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
+
+    def init(params):
+        nu = jax.tree.map(lambda p: jnp.zeros((), jnp.asarray(p).dtype), params)
+        return ScaleByNovogradState(zero_count(), _zeros(params, mu_dtype), nu, hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.mu, updates)
+        if params is None and (decays or mask is not None):
+            raise ValueError("scale_by_novograd with weight decay needs the parameters: call update(updates, state, params)")
+        h = hp.values(state.hyperparams)
+        count = safe_increment(state.count)
+        first = state.count == 0
+        if params is not None:
+            _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        selected = jax.tree.map(lambda _: params is not None, updates) if mask is None else _mask_tree(mask, params)
+
+        def step(g, m, v, p, decay):
+            dtype = compute_dtype(g, m, v)
+            b1_, b2_, eps_, eps_root_, wd = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"])
+            g_ = g.astype(dtype)
+            norm_sq = jnp.sum(jnp.square(g_), dtype=jnp.promote_types(dtype, jnp.float32)).astype(dtype)
+            new_v = jnp.where(first, norm_sq, b2_ * v + (1 - b2_) * norm_sq)
+            normalized = g_ / (jnp.sqrt(new_v + eps_root_) + eps_)
+            if decay:
+                normalized = normalized + wd * p.astype(dtype)
+            new_m = b1_ * m + normalized
+            return new_m.astype(g.dtype), new_m.astype(m.dtype), new_v.astype(v.dtype)
+
+        params = updates if params is None else params  # then nothing is decayed
+        out, mu, nu = _split(jax.tree.map(step, updates, state.mu, state.nu, params, selected), updates, 3)
+        return out, ScaleByNovogradState(count, mu, nu, hp.advance(state.hyperparams, count))
+
+    return GradientTransformation(init, update)
+
+
+def novograd(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.25, eps: float = 1e-6,
+    eps_root: float = 0.0, weight_decay: ScalarOrSchedule = 0.0, *, mask: Mask = None,
+) -> GradientTransformation:
+    r"""NovoGrad (Ginsburg et al., 2019): :math:`\theta_t = \theta_{t-1} - \eta\, m_t` (see :func:`scale_by_novograd`).
+
+    The default learning rate 1e-3 is NVIDIA's reference code's (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+        >>> tx = gradtx.novograd(0.1, weight_decay=0.5, mask={"w": True, "b": False})
+        >>> updates, _ = tx.update({"w": jnp.array([3.0, 4.0]), "b": jnp.array([-2.0])}, tx.init(params), params)
+        >>> [round(x, 4) for x in updates["w"].tolist()], [round(x, 4) for x in updates["b"].tolist()]
+        ([-0.21, -0.28], [0.1])
+    """
+    return chain(
+        scale_by_novograd(b1, b2, eps, eps_root, weight_decay, mask=mask), scale_by_learning_rate(learning_rate)
+    )
+
+
+# ------------------------------------------------------------------ AdaDelta
+
+
+class ScaleByAdaDeltaState(NamedTuple):
+    """AdaDelta's state: running averages ``e_g`` of :math:`g^2` and ``e_x`` of :math:`\\Delta x^2`."""
+
+    e_g: Updates
+    e_x: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
+    r"""AdaDelta's direction (Zeiler, 2012, Algorithm 1): a step with the units of the parameters.
+
+    .. math::
+        E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \quad
+        \Delta x_t = \frac{\sqrt{E[\Delta x^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t, \quad
+        E[\Delta x^2]_t = \rho E[\Delta x^2]_{t-1} + (1-\rho) \Delta x_t^2
+
+    and :math:`u_t = \Delta x_t` (the sign is flipped by the learning rate).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_adadelta(rho=0.5, eps=1e-2)
+        >>> u, _ = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 4) for x in u.tolist()]  # sqrt(0.01) / sqrt(0.5 + 0.01)
+        [0.14]
+    """
+    hp = Hyperparams(rho=check_decay("rho", rho), eps=check_nonnegative("eps", eps), allow_schedules=False)
+
+    def init(params):
+        return ScaleByAdaDeltaState(_zeros(params, None), _zeros(params, None), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.e_g, updates)
+        h = hp.values(state.hyperparams)
+        e_g = jax.tree.map(lambda g, e: _moment(g, e, h["rho"], 2), updates, state.e_g)
+
+        def step(g, eg, ex):
+            dtype = compute_dtype(g, eg, ex)
+            rho_, eps_ = _as(dtype, h["rho"], h["eps"])
+            dx = g.astype(dtype) * jnp.sqrt(ex.astype(dtype) + eps_) / jnp.sqrt(eg.astype(dtype) + eps_)
+            new_ex = rho_ * ex + (1 - rho_) * jnp.square(dx)
+            return dx.astype(g.dtype), new_ex.astype(ex.dtype)
+
+        out, e_x = _split(jax.tree.map(step, updates, e_g, state.e_x), updates, 2)
+        return out, ScaleByAdaDeltaState(e_g, e_x, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule | None = None, rho: float = 0.9, eps: float = 1e-6,
+    weight_decay: ScalarOrSchedule = 0.0, weight_decay_mask: Mask = None,
+) -> GradientTransformation:
+    r"""AdaDelta (Zeiler, 2012): :math:`\theta_t = \theta_{t-1} - \eta\, \Delta x_t` (see :func:`scale_by_adadelta`).
+
+    The paper has no learning rate: ``None`` means :math:`\eta = 1` (torch.optim's
+    default; Optax's ``None`` applies none, and no sign flip either). Weight decay
+    is L2, added to the gradient as in torch.optim and Optax:
+    :math:`g_t \leftarrow g_t + \lambda \theta_{t-1}`, restricted by ``weight_decay_mask``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = jnp.array([1.0])
+        >>> tx = gradtx.adadelta(rho=0.5, eps=1e-2)
+        >>> updates, _ = tx.update(jnp.array([1.0]), tx.init(params), params)
+        >>> [round(x, 4) for x in updates.tolist()]
+        [-0.14]
+    """
+    return chain(
+        add_decayed_weights(weight_decay, weight_decay_mask),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
+    )

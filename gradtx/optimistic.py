@@ -1,0 +1,122 @@
+"""Optimism: stepping along the current direction plus its change since the last step.
+
+Optimistic gradient descent (Daskalakis, Ilyas, Syrgkanis & Zeng, 2018)
+extrapolates with the previous gradient, :math:`2 g_t - g_{t-1}`, which makes
+simultaneous gradient descent converge on bilinear games and GANs where plain
+descent cycles. Mokhtari, Ozdaglar & Pattathil (2020) weigh the two terms
+separately, :math:`\\alpha g_t + \\beta (g_t - g_{t-1})`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.combine import chain
+from gradtx.hyperparams import Hyperparams, check_nonnegative
+from gradtx.moments import _as, _check, _unzip, _zeros, scale_by_adam
+from gradtx.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.scaling import scale_by_learning_rate
+
+
+class ScaleByOptimisticGradientState(NamedTuple):
+    """The step count and the previous direction :math:`g_{t-1}` (``prev_grad``, zeros at first)."""
+
+    count: jax.Array
+    prev_grad: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_optimistic_gradient(alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSchedule = 1.0) -> GradientTransformation:
+    r"""The optimistic direction (Daskalakis et al., 2018; Mokhtari et al., 2020).
+
+    .. math::
+        u_t = \alpha\, g_t + \beta\, (g_t - g_{t-1}), \qquad g_0 = 0
+
+    ``alpha = beta = 1`` gives optimistic mirror descent's :math:`2 g_t - g_{t-1}`.
+    ``alpha`` and ``beta`` may be schedules.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_optimistic_gradient()
+        >>> state = tx.init(jnp.zeros(1))
+        >>> u, state = tx.update(jnp.array([1.0]), state)
+        >>> u, state = tx.update(jnp.array([3.0]), state)
+        >>> u.tolist()  # 2 * 3 - 1
+        [5.0]
+    """
+    hp = Hyperparams(alpha=check_nonnegative("alpha", alpha), beta=check_nonnegative("beta", beta))
+
+    def init(params):
+        return ScaleByOptimisticGradientState(zero_count(), _zeros(params, None), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.prev_grad, updates)
+        h = hp.values(state.hyperparams)
+
+        def step(g, g_prev):
+            dtype = compute_dtype(g, g_prev)
+            a, b = _as(dtype, h["alpha"], h["beta"])
+            g_, prev = g.astype(dtype), g_prev.astype(dtype)
+            return (a * g_ + b * (g_ - prev)).astype(g.dtype), g.astype(g_prev.dtype)
+
+        out, prev_grad = _unzip(jax.tree.map(step, updates, state.prev_grad), updates)
+        count = safe_increment(state.count)
+        return out, ScaleByOptimisticGradientState(count, prev_grad, hp.advance(state.hyperparams, count))
+
+    return GradientTransformation(init, update)
+
+
+def optimistic_gradient_descent(
+    learning_rate: ScalarOrSchedule = 1e-3, alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSchedule = 1.0,
+) -> GradientTransformation:
+    r"""Optimistic gradient descent (Daskalakis et al., 2018; Mokhtari et al., 2020).
+
+    .. math::
+        \theta_{t+1} = \theta_t - \eta \left(\alpha g_t + \beta (g_t - g_{t-1})\right)
+
+    With the defaults, :math:`\theta_{t+1} = \theta_t - 2\eta g_t + \eta g_{t-1}`.
+    The default learning rate 1e-3 is :func:`gradtx.sgd`'s (Optax has none; the
+    papers fix none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.optimistic_gradient_descent(0.1)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> u, state = tx.update(jnp.array([1.0]), state)
+        >>> [round(x, 4) for x in u.tolist()]  # -0.1 * (2 * 1 - 0)
+        [-0.2]
+    """
+    return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+
+
+def optimistic_adam_v2(
+    learning_rate: ScalarOrSchedule = 1e-3, *, alpha: float = 1.0, beta: float = 1.0, b1: float = 0.9,
+    b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, mu_dtype: Any = None, nesterov: bool = True,
+) -> GradientTransformation:
+    r"""Optimistic Adam (Daskalakis et al., 2018, Algorithm 1): optimism applied to Adam's direction.
+
+    .. math::
+        d_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}, \qquad
+        \theta_{t+1} = \theta_t - \eta \left(\alpha d_t + \beta (d_t - d_{t-1})\right)
+
+    with Adam's moments (:func:`gradtx.scale_by_adam`); ``alpha = beta = 1`` and
+    ``nesterov=False`` is the paper's
+    :math:`\theta_{t+1} = \theta_t - 2\eta d_t + \eta d_{t-1}`. ``nesterov=True``
+    (Optax's default) takes NAdam's look-ahead first moment. The default
+    learning rate 1e-3 is the paper's code's (Optax has none).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.optimistic_adam_v2(0.01, nesterov=False)
+        >>> u, _ = tx.update(jnp.array([0.5, -2.0]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in u.tolist()]  # -0.01 * 2 * sign(g): Adam's first step is sign(g)
+        [-0.02, 0.02]
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_optimistic_gradient(alpha, beta),
+        scale_by_learning_rate(learning_rate),
+    )

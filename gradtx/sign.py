@@ -1,0 +1,302 @@
+"""Sign-based methods: signSGD and Signum, Lion, and Rprop.
+
+Each of these uses only the sign of a gradient (or of a momentum), so the step
+of every coordinate has a size fixed by the method, not by the gradient's scale:
+they are unaffected by gradients of any magnitude, 1e-30 or 1e30 alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx.adam_variants import _split
+from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
+from gradtx.combine import chain
+from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
+from gradtx.moments import _as, _check, _moment, _zeros, ema
+from gradtx.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.optimizers import Mask
+from gradtx.regularizers import add_decayed_weights
+from gradtx.scaling import scale_by_learning_rate
+
+
+def _renamed(inner: GradientTransformation, **names: str) -> GradientTransformation:
+    """``inner`` with hyperparameters renamed in its state (``decay="beta"``), so that
+    they read back under the argument names of the optimizer built from it."""
+    back = {new: old for old, new in names.items()}
+
+    def rename(state, mapping):
+        if hasattr(state, "_fields"):  # a NamedTuple state, possibly wrapping others (masked)
+            return type(state)(*(
+                {mapping.get(k, k): v for k, v in value.items()} if field == "hyperparams" else rename(value, mapping)
+                for field, value in zip(state._fields, state)
+            ))
+        if isinstance(state, tuple):
+            return tuple(rename(s, mapping) for s in state)
+        return state
+
+    def init(params):
+        return rename(inner.init(params), names)
+
+    def update(updates, state, params=None, **extra_args):
+        updates, state = inner.update(updates, rename(state, back), params, **extra_args)
+        return updates, rename(state, names)
+
+    return GradientTransformation(init, update)
+
+
+def _negate() -> GradientTransformation:
+    return stateless(lambda updates, params: jax.tree.map(jnp.negative, updates))
+
+
+# ------------------------------------------------------------ signSGD, Signum
+
+
+def scale_by_sign() -> GradientTransformation:
+    r"""Replace each update by its sign: :math:`u_t = \mathrm{sign}(g_t)` (0 where :math:`g_t = 0`).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_sign()
+        >>> tx.update(jnp.array([-3.0, 0.0, 1e-30]), tx.init(jnp.zeros(3)))[0].tolist()
+        [-1.0, 0.0, 1.0]
+    """
+
+    def sign(updates, params):
+        if params is not None:  # no state to check the tree against: check it against the parameters
+            _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        return jax.tree.map(jnp.sign, updates)
+
+    return stateless(sign)
+
+
+def sign_sgd(learning_rate: ScalarOrSchedule = 1e-3) -> GradientTransformation:
+    r"""signSGD (Bernstein et al., 2018): :math:`\theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(g_t)`.
+
+    Every coordinate moves by :math:`\eta`, as in Adam's first step; the default
+    1e-3 is Adam's for that reason (neither Optax nor the paper has a default).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.sign_sgd(0.1)
+        >>> updates, _ = tx.update(jnp.array([-3.0, 2e-5]), tx.init(jnp.zeros(2)))
+        >>> [round(x, 4) for x in updates.tolist()]
+        [0.1, -0.1]
+    """
+    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+
+
+def signum(
+    learning_rate: ScalarOrSchedule = 1e-3, beta: float = 0.9, accumulator_dtype: Any = None,
+) -> GradientTransformation:
+    r"""Signum (Bernstein et al., 2018): signSGD on a moving average of the gradients.
+
+    .. math::
+        m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(m_t)
+
+    A chain of :func:`gradtx.ema` (without bias correction, which cannot change
+    a sign), :func:`scale_by_sign` and the learning rate; the state holds
+    :math:`\beta` as ``beta``. Default learning rate as :func:`sign_sgd`.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.signum(0.1, beta=0.5)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> _, state = tx.update(jnp.array([1.0]), state)
+        >>> updates, state = tx.update(jnp.array([-0.5]), state)  # m = 0.5 * 0.5 - 0.5 * 0.5 = 0
+        >>> updates.tolist(), gradtx.hyperparams(state)
+        ([-0.0], {'beta': 0.5, 'learning_rate': 0.1})
+    """
+    return chain(
+        _renamed(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), decay="beta"),
+        scale_by_sign(),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+# ---------------------------------------------------------------------- Lion
+
+
+class ScaleByLionState(NamedTuple):
+    """Lion's state: the step count and the momentum ``mu`` (:math:`m`)."""
+
+    count: jax.Array
+    mu: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_lion(
+    b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None, *,
+    mode: Literal["hard", "smooth", "refined"] = "hard", smooth_beta: float = 1.0,
+) -> GradientTransformation:
+    r"""Lion's direction (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2).
+
+    .. math::
+        c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad u_t = \mathrm{sign}(c_t), \quad
+        m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t
+
+    The sign interpolates between the momentum and the gradient with
+    :math:`\beta_1`, while the momentum itself decays more slowly with
+    :math:`\beta_2`. Only the paper's ``mode="hard"`` is implemented; Optax's
+    other modes raise ``ValueError`` (``smooth_beta`` belongs to them).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_lion(b1=0.5, b2=0.6)
+        >>> state = tx.init(jnp.zeros(2))
+        >>> _, state = tx.update(jnp.array([1.0, -2.0]), state)
+        >>> u, state = tx.update(jnp.array([0.5, 1.0]), state)  # c = 0.5 * (0.4, -0.8) + 0.5 * g
+        >>> u.tolist()
+        [1.0, 1.0]
+    """
+    if mode != "hard":
+        raise ValueError(f"scale_by_lion: mode={mode!r} is not implemented; gradtx has the paper's mode='hard'")
+    check_positive("smooth_beta", smooth_beta)
+    hp = Hyperparams(b1=check_decay("b1", b1), b2=check_decay("b2", b2), allow_schedules=False)
+
+    def init(params):
+        return ScaleByLionState(zero_count(), _zeros(params, mu_dtype), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.mu, updates)
+        h = hp.values(state.hyperparams)
+
+        def direction(g, m):
+            dtype = compute_dtype(g, m)
+            (b1_,) = _as(dtype, h["b1"])
+            return jnp.sign(b1_ * m + (1 - b1_) * g.astype(dtype)).astype(g.dtype)
+
+        out = jax.tree.map(direction, updates, state.mu)
+        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b2"], 1), updates, state.mu)
+        return out, ScaleByLionState(safe_increment(state.count), mu, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def lion(
+    learning_rate: ScalarOrSchedule = 1e-4, b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None,
+    weight_decay: ScalarOrSchedule = 1e-3, mask: Mask = None,
+) -> GradientTransformation:
+    r"""Lion (Chen et al., 2023): the sign step of :func:`scale_by_lion` with decoupled weight decay.
+
+    .. math::
+        \theta_t = \theta_{t-1} - \eta\, (\mathrm{sign}(c_t) + \lambda \theta_{t-1})
+
+    The paper advises a learning rate 3-10x smaller than AdamW's (its sign steps
+    are larger) and a weight decay as much larger; the default learning rate 1e-4
+    is AdamW's 1e-3 divided so (Optax has none), ``weight_decay`` is Optax's 1e-3.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = jnp.array([2.0, 2.0])
+        >>> tx = gradtx.lion(0.1, weight_decay=0.25)
+        >>> updates, _ = tx.update(jnp.array([3.0, -1e-20]), tx.init(params), params)
+        >>> [round(x, 4) for x in updates.tolist()]  # -0.1 * (sign(g) + 0.25 * 2)
+        [-0.15, 0.05]
+    """
+    return chain(
+        scale_by_lion(b1, b2, mu_dtype), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+    )
+
+
+# --------------------------------------------------------------------- Rprop
+
+
+class ScaleByRpropState(NamedTuple):
+    """Rprop's state: the step count, each coordinate's step size :math:`\\Delta` and its previous gradient."""
+
+    count: jax.Array
+    step_sizes: Updates
+    prev_grad: Updates
+    hyperparams: dict[str, Any]
+
+
+def scale_by_rprop(
+    learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2,
+    min_step_size: float = 1e-6, max_step_size: float = 50.0,
+) -> GradientTransformation:
+    r"""Rprop's direction (Riedmiller & Braun, 1993), in the variant without backtracking ("Rprop-").
+
+    Each coordinate has its own step size :math:`\Delta`, starting at
+    ``learning_rate``, grown while its gradient keeps its sign and shrunk when
+    the sign flips:
+
+    .. math::
+        \Delta_t = \begin{cases}
+            \min(\eta^+ \Delta_{t-1}, \Delta_{max}) & g_t g_{t-1} > 0 \\
+            \max(\eta^- \Delta_{t-1}, \Delta_{min}) & g_t g_{t-1} < 0 \\
+            \Delta_{t-1} & \text{otherwise}
+        \end{cases}, \qquad u_t = \mathrm{sign}(g_t)\, \Delta_t
+
+    The paper undoes the previous step when the sign flips; Rprop- (Igel &
+    Hüsken, 2000) does not and steps with the shrunk :math:`\Delta`. torch.optim
+    and Optax implement iRprop-, which skips the step after a sign flip; Optax's
+    first update is moreover zero, gradtx's is :math:`\mathrm{sign}(g_1)\Delta_0`.
+    The step sizes are state: ``learning_rate`` is only their initial value.
+    Signs are compared as :math:`\mathrm{sign}(g_t)\mathrm{sign}(g_{t-1})`, which cannot overflow.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_rprop(0.1)
+        >>> state, steps = tx.init(jnp.zeros(1)), []
+        >>> for g in [2.0, 3.0, 1.0, -1.0]:
+        ...     u, state = tx.update(jnp.array([g]), state)
+        ...     steps.append(round(u.item(), 4))
+        >>> steps
+        [0.1, 0.12, 0.144, -0.072]
+    """
+    check_positive("learning_rate", learning_rate)
+    hp = Hyperparams(
+        learning_rate=learning_rate, eta_minus=check_range("eta_minus", eta_minus, 0.0, 1.0, low_open=True),
+        eta_plus=check_range("eta_plus", eta_plus, 1.0), min_step_size=check_nonnegative("min_step_size", min_step_size),
+        max_step_size=check_positive("max_step_size", max_step_size), allow_schedules=False,
+    )
+
+    def init(params):
+        return ScaleByRpropState(zero_count(), _tree.full_like(params, learning_rate), _zeros(params, None), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        _check(state.step_sizes, updates)
+        h = hp.values(state.hyperparams)
+
+        def step(g, delta, g_prev):
+            dtype = compute_dtype(g, delta)
+            eta_minus_, eta_plus_, lo, hi = _as(dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"])
+            agree = jnp.sign(g).astype(dtype) * jnp.sign(g_prev).astype(dtype)
+            d = delta.astype(dtype)
+            new_d = jnp.where(agree > 0, jnp.minimum(d * eta_plus_, hi), jnp.where(agree < 0, jnp.maximum(d * eta_minus_, lo), d))
+            u = jnp.sign(g).astype(dtype) * new_d
+            return u.astype(g.dtype), new_d.astype(delta.dtype), g.astype(g_prev.dtype)
+
+        out, step_sizes, prev_grad = _split(jax.tree.map(step, updates, state.step_sizes, state.prev_grad), updates, 3)
+        return out, ScaleByRpropState(safe_increment(state.count), step_sizes, prev_grad, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def rprop(
+    learning_rate: float = 0.1, eta_minus: float = 0.5, eta_plus: float = 1.2,
+    min_step_size: float = 1e-6, max_step_size: float = 50.0,
+) -> GradientTransformation:
+    r"""Rprop- (Riedmiller & Braun, 1993; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
+
+    See :func:`scale_by_rprop`. The default initial step size 0.1 is the
+    paper's (torch.optim uses 1e-2; Optax has none). Rprop is meant for
+    full-batch gradients: minibatch noise flips signs and shrinks the steps.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+        >>> tx, w = gradtx.rprop(), jnp.zeros(2)
+        >>> state = tx.init(w)
+        >>> for _ in range(100):
+        ...     updates, state = tx.update(jax.grad(loss)(w), state, w)
+        ...     w = gradtx.apply_updates(w, updates)
+        >>> [round(x, 3) for x in w.tolist()]
+        [3.0, 3.0]
+    """
+    return chain(scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size), _negate())

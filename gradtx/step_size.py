@@ -1,0 +1,280 @@
+"""Step sizes computed from the run itself: Polyak's, and distance over gradients (DoG).
+
+Neither needs a learning rate to be tuned: Polyak's step uses the loss value
+and a lower bound on it, DoG the distance travelled from the starting point.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import tree as _tree
+from gradtx.base import GradientTransformation, ScalarOrSchedule
+from gradtx.clipping import _global_norm, _norm
+from gradtx.combine import chain
+from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.layerwise import Mask
+from gradtx.numerics import safe_increment, zero_count
+from gradtx.regularizers import add_decayed_weights
+from gradtx.scaling import _scheduled_scale, _times, scale_by_learning_rate
+
+
+def _ratio(numerator, denominator, where_zero):
+    """``numerator / denominator``, and ``where_zero`` where the denominator is 0 (no 0/0)."""
+    return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1), where_zero)
+
+
+# ------------------------------------------------------------------------- Polyak
+
+
+class ScaleByPolyakState(NamedTuple):
+    """``scale_by_polyak``: the step size :math:`\\gamma_t` of the last update, and the hyperparameters."""
+
+    step_size: jax.Array
+    hyperparams: dict[str, Any]
+
+
+_VARIANTS = ("sps", "sps+")
+
+
+def scale_by_polyak(
+    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps",
+) -> GradientTransformation:
+    r"""Polyak's step size (Polyak, 1987), capped as SPS\ :sub:`max` (Loizou et al., 2021).
+
+    .. math::
+        \gamma_t = \min\left(\frac{f(\theta_t) - f^*}{\lVert g_t \rVert^2 + \epsilon},\; \gamma_{max}\right),
+        \qquad u_t = \gamma_t\, g_t
+
+    with :math:`f^*` = ``f_min`` a lower bound of the loss, the norm over all
+    leaves together, and :math:`\gamma = \gamma_{max}` where the denominator is 0
+    (the gradient, and so the update, is then 0). ``variant="sps+"`` uses
+    :math:`\max(f(\theta_t) - f^*, 0)` (no step uphill when the bound is wrong).
+    Needs the loss as the extra argument ``value``; the returned direction is
+    *added* by a learning rate transform, as in :func:`polyak_sgd`.
+    ``state.step_size`` is the :math:`\gamma_t` of the last update.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_polyak()
+        >>> w = jnp.array([2.0])  # f(w) = w^2 = 4, g = 2w = 4
+        >>> u, state = tx.update(2 * w, tx.init(w), w, value=jnp.sum(w**2))
+        >>> u.tolist(), float(state.step_size)  # gamma = 4 / 16
+        ([1.0], 0.25)
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    hp = Hyperparams(
+        f_min=check_range("f_min", f_min), max_learning_rate=check_nonnegative("max_learning_rate", max_learning_rate),
+        eps=check_nonnegative("eps", eps), allow_schedules=False,
+    )
+
+    def init(params):
+        return ScaleByPolyakState(jnp.zeros((), float_dtype()), hp.init())
+
+    def update(updates, state, params=None, value=None, **extra_args):
+        if params is not None:
+            _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        if value is None:
+            raise ValueError("scale_by_polyak needs the loss: call update(updates, state, params, value=loss)")
+        h = hp.values(state.hyperparams)
+        norm = _global_norm(updates)
+        dtype = jnp.promote_types(norm.dtype, state.step_size.dtype)
+        f_min_, cap, eps_ = (h[k].astype(dtype) for k in ("f_min", "max_learning_rate", "eps"))
+        gap = jnp.asarray(value).astype(dtype) - f_min_
+        if variant == "sps+":
+            gap = jnp.maximum(gap, 0)
+        gamma = jnp.minimum(_ratio(gap, jnp.square(norm.astype(dtype)) + eps_, cap), cap)
+        return _times(updates, gamma), ScaleByPolyakState(gamma.astype(state.step_size.dtype), state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def polyak_sgd(
+    max_learning_rate: float = 1.0, scaling: ScalarOrSchedule = 1.0, f_min: float = 0.0, eps: float = 0.0,
+    variant: str = "sps",
+) -> GradientTransformation:
+    r"""Gradient descent with Polyak's step size: :math:`\theta_{t+1} = \theta_t - s\, \gamma_t g_t`.
+
+    :math:`\gamma_t` as in :func:`scale_by_polyak`; ``scaling`` :math:`s` (a
+    number or a schedule) multiplies it. There is no learning rate to tune:
+    ``max_learning_rate`` caps the step, and the loss must be passed as
+    ``update(..., value=loss)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> loss = lambda w: jnp.sum(w**2)
+        >>> tx, w = gradtx.polyak_sgd(), jnp.array([2.0, -1.0])
+        >>> state = tx.init(w)
+        >>> for _ in range(3):
+        ...     value, grad = jax.value_and_grad(loss)(w)
+        ...     updates, state = tx.update(grad, state, w, value=value)
+        ...     w = gradtx.apply_updates(w, updates)
+        >>> [round(x, 4) for x in w.tolist()]  # gamma = 1/4 halves w each step
+        [0.25, -0.125]
+    """
+    check_nonnegative("scaling", scaling)
+    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant), _scheduled_scale("scaling", scaling, -1.0))
+
+
+# -------------------------------------------------------------------------- DoG
+
+
+class DoGState(NamedTuple):
+    r"""Distance over gradients: the step count, :math:`x_0` (``init_params``), :math:`\bar r_t`
+    (``max_dist``) and :math:`G_t` (``sum_sq_norm_grads``).
+
+    ``max_dist`` and ``sum_sq_norm_grads`` are scalars for :func:`dog` and one
+    scalar per leaf for the layer-wise :func:`scale_by_distance_over_gradients`.
+    """
+
+    count: jax.Array
+    init_params: Any
+    max_dist: Any
+    sum_sq_norm_grads: Any
+    hyperparams: dict[str, Any]
+
+
+def scale_by_distance_over_gradients(
+    reps_rel: float = 1e-6, eps: float = 1e-8, param_dtype: Any = jnp.float32, global_scale: float = 1.0,
+) -> GradientTransformation:
+    r"""Layer-wise DoG: distance over gradients (Ivgi, Hinder & Carmon, 2023, L-DoG).
+
+    For every leaf (block) separately,
+
+    .. math::
+        \bar r_t = \max\left(r_\epsilon, \max_{i \le t} \lVert x_i - x_0 \rVert\right), \quad
+        G_t = \sum_{i \le t} \lVert g_i \rVert^2, \quad
+        u_t = s\, \frac{\bar r_t}{\sqrt{G_t + \epsilon}}\, g_t
+
+    with :math:`r_\epsilon` = ``reps_rel`` :math:`(1 + \lVert x_0 \rVert)` and
+    :math:`s` = ``global_scale``. The state keeps :math:`x_0` in ``param_dtype``
+    and two scalars per leaf. Needs the parameters; chain a learning rate of 1
+    to descend (``chain(scale_by_distance_over_gradients(), scale_by_learning_rate(1.0))``).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.scale_by_distance_over_gradients(reps_rel=0.5, eps=0.0)
+        >>> w = jnp.array([3.0, 4.0])  # r_eps = 0.5 * (1 + 5) = 3
+        >>> u, state = tx.update(jnp.array([0.0, 2.0]), tx.init(w), w)
+        >>> u.tolist()  # 3 / sqrt(4) * g
+        [0.0, 3.0]
+    """
+    hp = Hyperparams(
+        reps_rel=check_positive("reps_rel", reps_rel), eps=check_nonnegative("eps", eps),
+        global_scale=check_nonnegative("global_scale", global_scale), allow_schedules=False,
+    )
+    return _dog("scale_by_distance_over_gradients", hp, "reps_rel", "heuristic", param_dtype, layerwise=True)
+
+
+_INIT_STEPS = ("distance", "learning_rate", "heuristic")
+
+
+def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
+    def scalars(params):
+        if layerwise:
+            return jax.tree.map(lambda _: jnp.zeros((), float_dtype()), params)
+        return jnp.zeros((), float_dtype())
+
+    def init(params):
+        return DoGState(zero_count(), _tree.cast(params, param_dtype), scalars(params), scalars(params), hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        if params is None:
+            raise ValueError(f"{who} needs the parameters: call update(updates, state, params)")
+        _tree.check_same_structure(state.init_params, updates, "the tree this state was built for", "the updates")
+        _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        h = hp.values(state.hyperparams)
+        first = state.count == 0
+        dtype = float_dtype()
+        init_value, eps_ = h[init_name].astype(dtype), h["eps"].astype(dtype)
+        scale = h.get("global_scale", jnp.ones((), dtype)).astype(dtype)
+
+        def distance(p, x0):
+            return _norm(p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0).astype(dtype)
+
+        def r_epsilon(x0_norm, sum_sq):
+            if init_kind == "heuristic":
+                return init_value * (1 + x0_norm)
+            if init_kind == "distance":
+                return init_value
+            return init_value * jnp.sqrt(sum_sq + eps_)  # the first step is init_value * g
+
+        def step_size(d, x0_norm, max_dist, sum_sq, g_norm):
+            sum_sq = sum_sq + jnp.square(g_norm)
+            rbar = jnp.maximum(jnp.where(first, r_epsilon(x0_norm, sum_sq), max_dist), d)
+            root = jnp.sqrt(sum_sq + eps_)
+            return _ratio(scale * rbar, root, 0), rbar, sum_sq
+
+        if layerwise:
+            def leaf(g, p, x0, max_dist, sum_sq):
+                eta, rbar, new_sq = step_size(
+                    distance(p, x0), _norm(x0).astype(dtype), max_dist, sum_sq, _norm(g).astype(dtype)
+                )
+                return (g * eta.astype(jnp.promote_types(g.dtype, dtype))).astype(g.dtype), rbar, new_sq
+
+            treedef = jax.tree.structure(updates)
+            flat = treedef.flatten_up_to(
+                jax.tree.map(leaf, updates, params, state.init_params, state.max_dist, state.sum_sq_norm_grads)
+            )
+            out, max_dist, sum_sq = (jax.tree.unflatten(treedef, [f[i] for f in flat]) for i in range(3))
+        else:
+            moved = jax.tree.map(lambda p, x0: p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0, params, state.init_params)
+            d = _global_norm(moved)
+            eta, max_dist, sum_sq = step_size(
+                d.astype(dtype), _global_norm(state.init_params).astype(dtype), state.max_dist,
+                state.sum_sq_norm_grads, _global_norm(updates).astype(dtype),
+            )
+            out = _times(updates, eta)
+        count = safe_increment(state.count)
+        return out, DoGState(count, state.init_params, max_dist, sum_sq, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def _scale_by_dog(init_step: tuple[str, float], eps: float) -> GradientTransformation:
+    if not (isinstance(init_step, tuple) and len(init_step) == 2 and init_step[0] in _INIT_STEPS):
+        raise ValueError(f"init_step must be a pair (kind, value) with kind in {_INIT_STEPS}, got {init_step!r}")
+    kind, value = init_step
+    hp = Hyperparams(
+        init_step=check_positive("init_step", value), eps=check_nonnegative("eps", eps), allow_schedules=False
+    )
+    return _dog("dog", hp, "init_step", kind, None, layerwise=False)
+
+
+def dog(
+    learning_rate: ScalarOrSchedule = 1.0, init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule | None = None, mask: Mask = None,
+) -> GradientTransformation:
+    r"""DoG: distance over gradients, a step size that needs no tuning (Ivgi, Hinder & Carmon, 2023).
+
+    .. math::
+        \bar r_t = \max\left(r_\epsilon, \max_{i \le t} \lVert x_i - x_0 \rVert\right), \quad
+        G_t = \sum_{i \le t} \lVert g_i \rVert^2, \quad
+        x_{t+1} = x_t - c\, \frac{\bar r_t}{\sqrt{G_t + \epsilon}}\, g_t
+
+    with norms over all leaves together and :math:`c` = ``learning_rate`` (the
+    paper's default 1). ``init_step`` sets the first movement:
+    ``("heuristic", r)`` gives :math:`r_\epsilon = r (1 + \lVert x_0 \rVert)`
+    (the paper's rule), ``("distance", r)`` gives :math:`r_\epsilon = r`, and
+    ``("learning_rate", \eta_0)`` makes the first step :math:`\eta_0 g_0`.
+    ``weight_decay`` (with ``mask``) is added to the gradient before DoG sees
+    it (L2 regularization, as in the paper's code). The state keeps a copy of
+    :math:`x_0` in the parameters' dtype.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+        >>> tx, w = gradtx.dog(), jnp.zeros(2)
+        >>> state = tx.init(w)
+        >>> for _ in range(200):  # the distance first grows geometrically from r_eps
+        ...     updates, state = tx.update(jax.grad(loss)(w), state, w)
+        ...     w = gradtx.apply_updates(w, updates)
+        >>> [round(x, 2) for x in w.tolist()]
+        [3.0, 3.0]
+    """
+    decay = [] if weight_decay is None else [add_decayed_weights(weight_decay, mask)]
+    return chain(*decay, _scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate))

@@ -1,0 +1,266 @@
+"""Adafactor's factored second moment and SM3.
+
+Step by step for 12 steps against NumPy references written from the papers
+(Shazeer & Stern 2018, Algorithms 4-5; Anil et al. 2019, SM3-II), on
+references.py's nested tree, whose (3, 4) matrix and (2, 1, 3, 2) tensor are
+factored when ``min_dim_size_to_factor`` is small; eagerly and under ``jax.jit``,
+in float32 and float64. Then convergence and extreme gradients.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+import references as R
+from test_adam_variants import check_tiny_and_huge_gradients, check_zero_gradients, run_convergence
+
+# --------------------------------------------------------------------------- references
+
+
+def factored_axes(shape, min_dim):
+    """(columns, rows): the largest axis and the second largest, ties going to the later axis."""
+    if len(shape) < 2:
+        return None
+    by_size = sorted(range(len(shape)), key=lambda i: (shape[i], i))
+    cols, rows = by_size[-1], by_size[-2]
+    return (cols, rows) if shape[rows] >= min_dim else None
+
+
+class FactoredRMS(R.Ref):
+    """Algorithms 4 and 5 with row/column *sums* as the paper writes them:
+    V = R C / (1^T R), each matrix of the leaf (other axes are batch axes) on its own."""
+
+    def __init__(self, factored=True, decay_rate=0.8, step_offset=0, min_dim_size_to_factor=128, epsilon=1e-30):
+        self.factored, self.decay_rate, self.offset = factored, decay_rate, step_offset
+        self.min_dim, self.eps = min_dim_size_to_factor, epsilon
+
+    def init(self, params):
+        self.t, self.stats = 0, [None] * len(params)
+        self.axes = [factored_axes(p.shape, self.min_dim) if self.factored else None for p in params]
+        self.factored_leaves = sum(a is not None for a in self.axes)
+
+    def update(self, grads, params):
+        self.t += 1
+        beta = 1 - (max(self.t - 1 - self.offset, 0) + 1) ** (-self.decay_rate)
+        out = []
+        for i, g in enumerate(grads):
+            sq = g * g + self.eps
+            if self.axes[i] is None:
+                v = sq if self.stats[i] is None else beta * self.stats[i] + (1 - beta) * sq
+                self.stats[i] = v
+                out.append(g / np.sqrt(v))
+                continue
+            cols, rows = self.axes[i]
+            mat = np.moveaxis(sq, (rows, cols), (-2, -1))  # (..., n, m)
+            row_sums, col_sums = mat.sum(-1), mat.sum(-2)
+            if self.stats[i] is not None:
+                row_sums = beta * self.stats[i][0] + (1 - beta) * row_sums
+                col_sums = beta * self.stats[i][1] + (1 - beta) * col_sums
+            self.stats[i] = (row_sums, col_sums)
+            v = row_sums[..., :, None] * col_sums[..., None, :] / row_sums.sum(-1)[..., None, None]
+            out.append(g / np.sqrt(np.moveaxis(v, (-2, -1), (rows, cols))))
+        return out
+
+
+class ClipByUpdateRMS(R.Ref):
+    def __init__(self, d):
+        self.d, self.clipped = d, False
+
+    def update(self, grads, params):
+        out = []
+        for u in grads:
+            rms = np.sqrt(np.mean(u * u))
+            self.clipped |= bool(rms > self.d)
+            out.append(u / max(1.0, rms / self.d))
+        return out
+
+
+class ParameterScale(R.Ref):
+    def update(self, grads, params):
+        return [u * max(1e-3, np.sqrt(np.mean(p * p))) for u, p in zip(grads, params)]
+
+
+def adafactor_ref(learning_rate=None, min_dim_size_to_factor=128, decay_rate=0.8, decay_offset=0,
+                  multiply_by_parameter_scale=True, clipping_threshold=1.0, momentum=None,
+                  weight_decay_rate=None, eps=1e-30, factored=True, weight_decay_mask=None):
+    relative_step = lambda count: min(1e-2, 1 / np.sqrt(count + 1))  # noqa: E731
+    return R.Chain(
+        FactoredRMS(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps),
+        ClipByUpdateRMS(clipping_threshold) if clipping_threshold is not None else None,
+        R.ScaleBySchedule(relative_step if learning_rate is None else learning_rate),
+        ParameterScale() if multiply_by_parameter_scale else None,
+        R.EMA(momentum, debias=False) if momentum is not None else None,
+        R.AddDecayedWeights(weight_decay_rate, weight_decay_mask) if weight_decay_rate is not None else None,
+        R.Scale(-1.0),
+    )
+
+
+class SM3(R.Ref):
+    """SM3-II, one coordinate at a time: nu(j) = min over the slices r containing j of
+    mu(r), plus g(j)^2; then mu(r) = max over r of nu. Slices are along each axis."""
+
+    def __init__(self, b1=0.9, b2=1.0, eps=1e-8):
+        self.b1, self.b2, self.eps = b1, b2, eps
+
+    def init(self, params):
+        self.t = 0
+        self.mu = [[np.zeros(n) for n in p.shape] if p.ndim else [np.zeros(1)] for p in params]
+        self.m = [0 * p for p in params]
+
+    def update(self, grads, params):
+        self.t += 1
+        out = []
+        for i, g in enumerate(grads):
+            nu = np.zeros_like(g)
+            for j in np.ndindex(g.shape):
+                bound = min(self.mu[i][d][j[d]] for d in range(g.ndim)) if g.ndim else self.mu[i][0][0]
+                nu[j] = bound + g[j] ** 2 if self.b2 == 1 else self.b2 * bound + (1 - self.b2) * g[j] ** 2
+            if g.ndim:
+                new_mu = [np.zeros(n) for n in g.shape]
+                for j in np.ndindex(g.shape):
+                    for d in range(g.ndim):
+                        new_mu[d][j[d]] = max(new_mu[d][j[d]], nu[j])
+                self.mu[i] = new_mu
+            else:
+                self.mu[i] = [np.reshape(nu, 1)]
+            self.m[i] = self.b1 * self.m[i] + (1 - self.b1) * g / np.sqrt(nu + self.eps)
+            out.append(self.m[i].copy())
+        return out
+
+
+def decay(t):
+    return 0.05 / (1 + t)
+
+
+CASES = [
+    ("factored-3", lambda: gradtx.scale_by_factored_rms(min_dim_size_to_factor=3),
+     lambda: FactoredRMS(min_dim_size_to_factor=3), 1),
+    ("factored-2", lambda: gradtx.scale_by_factored_rms(min_dim_size_to_factor=2),
+     lambda: FactoredRMS(min_dim_size_to_factor=2), 2),
+    ("factored-custom", lambda: gradtx.scale_by_factored_rms(decay_rate=0.5, step_offset=3, min_dim_size_to_factor=2, epsilon=1e-3),
+     lambda: FactoredRMS(decay_rate=0.5, step_offset=3, min_dim_size_to_factor=2, epsilon=1e-3), 2),
+    ("unfactored", lambda: gradtx.scale_by_factored_rms(factored=False, min_dim_size_to_factor=2),
+     lambda: FactoredRMS(factored=False, min_dim_size_to_factor=2), 0),
+    ("adafactor-default", lambda: gradtx.adafactor(min_dim_size_to_factor=3), lambda: adafactor_ref(min_dim_size_to_factor=3), 1),
+    ("adafactor-everything",
+     lambda: gradtx.adafactor(lambda t: 0.02 / (1 + t), min_dim_size_to_factor=2, decay_rate=0.6, decay_offset=2,
+                              clipping_threshold=0.8, momentum=0.7, dtype_momentum=None, weight_decay_rate=decay,
+                              weight_decay_mask=R.MASK_TREE, eps=1e-20),
+     lambda: adafactor_ref(lambda t: 0.02 / (1 + t), min_dim_size_to_factor=2, decay_rate=0.6, decay_offset=2,
+                           clipping_threshold=0.8, momentum=0.7, weight_decay_rate=decay,
+                           weight_decay_mask=R.MASK_TREE, eps=1e-20), 2),
+    ("adafactor-plain", lambda: gradtx.adafactor(0.1, multiply_by_parameter_scale=False, clipping_threshold=None, factored=False),
+     lambda: adafactor_ref(0.1, multiply_by_parameter_scale=False, clipping_threshold=None, factored=False), 0),
+    ("scale_by_sm3", lambda: gradtx.scale_by_sm3(), lambda: SM3(), None),
+    ("scale_by_sm3-custom", lambda: gradtx.scale_by_sm3(0.5, 0.9, 1e-3), lambda: SM3(0.5, 0.9, 1e-3), None),
+    ("sm3", lambda: gradtx.sm3(0.1, momentum=0.8), lambda: R.Chain(SM3(0.8), R.ScaleByLearningRate(0.1)), None),
+]
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("make_tx,make_ref,factored_leaves", [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_matches_reference(make_tx, make_ref, factored_leaves, dtype, mode):
+    ref = R.run_against_reference(make_tx(), make_ref(), dtype, mode)
+    rms = R.find(ref, FactoredRMS)
+    if factored_leaves is not None:
+        assert rms.factored_leaves == factored_leaves
+    clip = R.find(ref, ClipByUpdateRMS)
+    if clip is not None and clip.d < 1:
+        assert clip.clipped, "the clipping must have acted"
+
+
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_none_leaves_and_zero_gradients_against_the_references(mode):
+    for make_tx, make_ref, _ in [c[1:] for c in CASES if c[0] != "adafactor-everything"]:  # its mask fits the big tree
+        R.run_against_reference(make_tx(), make_ref(), "float32", mode, steps=4,
+                                trees=(R.none_param_tree, R.none_grad_trees), zero_until=2)
+
+
+def test_factored_state_shapes_follow_the_two_largest_axes():
+    params = {"m": jnp.zeros((4, 2, 5)), "square": jnp.zeros((5, 5)), "small": jnp.zeros((2, 5)), "v": jnp.zeros(7)}
+    state = gradtx.scale_by_factored_rms(min_dim_size_to_factor=3).init(params)
+    shapes = {k: (state.v_row[k].shape, state.v_col[k].shape, state.v[k].shape) for k in params}
+    assert shapes == {
+        "m": ((4, 2), (2, 5), (1,)),  # the largest axis (5) and the second (4) are reduced
+        "square": ((5,), (5,), (1,)),
+        "small": ((1,), (1,), (2, 5)),  # 2 < 3: not factored
+        "v": ((1,), (1,), (7,)),
+    }
+
+
+def test_sm3_keeps_one_accumulator_per_slice():
+    state = gradtx.scale_by_sm3().init({"w": jnp.zeros((3, 4, 2)), "s": jnp.asarray(1.0)})
+    assert [a.shape for a in state.mu["w"]] == [(3,), (4,), (2,)]
+    assert [a.shape for a in state.mu["s"]] == [()]
+
+
+def test_adafactor_reads_back_its_arguments():
+    state = gradtx.adafactor(momentum=0.9, weight_decay_rate=1e-3, weight_decay_mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)).init(
+        {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    )
+    assert gradtx.hyperparams(state) == {
+        "decay_rate": 0.8, "decay_offset": 0.0, "eps": 1e-30, "clipping_threshold": 1.0, "learning_rate": 0.01,
+        "min_scale": 1e-3, "momentum": 0.9, "weight_decay_rate": 1e-3,
+    }
+    state = gradtx.set_hyperparams(state, momentum=0.5, weight_decay_rate=0.0)
+    assert gradtx.hyperparams(state)["momentum"] == 0.5
+
+
+def test_adafactor_default_relative_step_size():
+    """learning_rate=None is the paper's rho_t = min(1e-2, 1/sqrt(t)), a schedule readable in the state."""
+    tx, params = gradtx.adafactor(), {"w": jnp.ones(2)}
+    state = tx.init(params)
+    assert gradtx.hyperparams(state)["learning_rate"] == pytest.approx(1e-2)
+    state = gradtx.tree.set(state, **{"2/count": 40_000 - 2})  # the next update is t = 40000
+    _, state = tx.update(params, state, params)
+    assert gradtx.hyperparams(state)["learning_rate"] == pytest.approx(1 / np.sqrt(40_000), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- convergence
+
+# (name, factory, problem, learning rate, steps, factor); other hyperparameters are
+# the defaults, except for "adafactor_factored", which factors the digits weights.
+CONVERGENCE = [
+    ("adafactor", gradtx.adafactor, "quadratic", None, 1000, 1e3),  # 1.1e4
+    ("adafactor", gradtx.adafactor, "rosenbrock", 0.1, 1000, 8),  # 30
+    ("adafactor", gradtx.adafactor, "digits", 0.1, 300, 10),  # 67
+    ("adafactor_factored", lambda lr: gradtx.adafactor(lr, min_dim_size_to_factor=8), "digits", 0.1, 1000, 100),  # 1.9e3
+    ("sm3", gradtx.sm3, "quadratic", 0.1, 300, 1e6),  # 5.6e10
+    ("sm3", gradtx.sm3, "rosenbrock", 0.3, 1000, 4),  # 13.5
+    ("sm3", gradtx.sm3, "digits", 0.3, 300, 8),  # 31
+]
+
+
+@pytest.mark.parametrize("name,make,problem,lr,steps,factor", CONVERGENCE, ids=[f"{c[0]}-{c[2]}" for c in CONVERGENCE])
+def test_convergence(name, make, problem, lr, steps, factor):
+    run_convergence(make, lr, problem, steps, factor)
+
+
+# --------------------------------------------------------------------------- edge cases
+
+# Gradients of 1e30 overflow g^2 in float32: the statistics become +inf and the
+# update 0 (guarded: Adafactor's R / mean(R) would otherwise be inf / inf = NaN).
+EDGE = {
+    "adafactor": lambda: gradtx.adafactor(),
+    "adafactor_factored": lambda: gradtx.adafactor(min_dim_size_to_factor=3, momentum=0.9),
+    "sm3": lambda: gradtx.sm3(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE))
+def test_zero_gradients_give_zero_updates(name):
+    check_zero_gradients(EDGE[name])
+
+
+@pytest.mark.parametrize("name", sorted(EDGE))
+def test_tiny_and_huge_float32_gradients_stay_finite(name):
+    check_tiny_and_huge_gradients(EDGE[name], 0.0)
+
+
+def test_factored_rms_without_epsilon_gives_zero_not_nan_on_zero_rows():
+    tx = gradtx.scale_by_factored_rms(min_dim_size_to_factor=2, epsilon=0.0)
+    updates, _ = tx.update(jnp.array([[0.0, 0.0], [1.0, 2.0]]), tx.init(jnp.zeros((2, 2))))
+    assert updates[0].tolist() == [0.0, 0.0] and bool(jnp.all(jnp.isfinite(updates)))
