@@ -9,7 +9,8 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation
-from gradtx.hyperparams import Hyperparams, check_positive
+from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive
+from gradtx.numerics import norm_dtype, safe_norm, safe_rms
 
 
 class ClipState(NamedTuple):
@@ -76,46 +77,6 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
 
 # ------------------------------------------- block, adaptive and per-example clipping
 
-from gradtx.hyperparams import check_nonnegative  # noqa: E402 - this section's own import
-
-
-def _norm_dtype(x: jax.Array):
-    """Norms are taken in at least float32, so bfloat16 leaves do not lose the sum."""
-    return jnp.promote_types(x.dtype, jnp.float32)
-
-
-def _norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
-    r"""The l2 norm of ``x`` over ``axis``, scaled by :math:`\max|x|` first.
-
-    ``sqrt(sum(x**2))`` overflows for float32 values near 1e30 and underflows to
-    0 near 1e-30; dividing by the largest magnitude first keeps every square in
-    [0, 1]. ``axis=()`` gives ``|x|`` elementwise.
-    """
-    x = jnp.abs(x.astype(_norm_dtype(x)))
-    top = jnp.max(x, axis=axis, keepdims=True, initial=0)
-    safe = jnp.where(top > 0, top, 1)
-    norm = jnp.where(top > 0, safe * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True)), 0)
-    if keepdims:
-        return norm
-    return norm.reshape(()) if axis is None else jnp.squeeze(norm, axis)
-
-
-def _global_norm(tree: Any) -> jax.Array:
-    """The l2 norm of all leaves of ``tree`` together, scaled as in :func:`_norm`."""
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.size(x)]
-    if not leaves:
-        return jnp.zeros((), jnp.result_type(float))
-    dtype = jnp.result_type(*[_norm_dtype(x) for x in leaves])
-    top = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
-    safe = jnp.where(top > 0, top, 1)
-    total = sum(jnp.sum(jnp.square(x.astype(dtype) / safe)) for x in leaves)
-    return jnp.where(top > 0, safe * jnp.sqrt(total), 0)
-
-
-def _rms(x: jax.Array) -> jax.Array:
-    return _norm(x) / jnp.sqrt(jnp.asarray(max(x.size, 1), _norm_dtype(x)))
-
-
 def _shrink(norm: jax.Array, limit: jax.Array) -> jax.Array:
     """The factor ``min(1, limit / norm)``, 1 where ``norm`` is 0 (no 0/0)."""
     return jnp.where(norm > limit, limit / jnp.where(norm > 0, norm, 1), 1)
@@ -146,7 +107,7 @@ def clip_by_block_rms(threshold: float) -> GradientTransformation:
         c = hp.values(state.hyperparams)["threshold"]
 
         def clip_leaf(u):
-            factor = _shrink(_rms(u), c.astype(_norm_dtype(u)))
+            factor = _shrink(safe_rms(u), c.astype(norm_dtype(u)))
             return (u * factor).astype(u.dtype)
 
         return jax.tree.map(clip_leaf, updates), state
@@ -204,10 +165,10 @@ def adaptive_grad_clip(
 
         def clip_leaf(g, w):
             axes = _unit_axes(jnp.ndim(g), axis)
-            dtype = jnp.promote_types(_norm_dtype(g), _norm_dtype(w))
+            dtype = jnp.promote_types(norm_dtype(g), norm_dtype(w))
             lam, eps_ = h["clipping"].astype(dtype), h["eps"].astype(dtype)
-            limit = lam * jnp.maximum(_norm(w, axes, keepdims=True).astype(dtype), eps_)
-            return (g * _shrink(_norm(g, axes, keepdims=True).astype(dtype), limit)).astype(g.dtype)
+            limit = lam * jnp.maximum(safe_norm(w, axes, keepdims=True).astype(dtype), eps_)
+            return (g * _shrink(safe_norm(g, axes, keepdims=True).astype(dtype), limit)).astype(g.dtype)
 
         return jax.tree.map(clip_leaf, updates, params), state
 
@@ -226,7 +187,7 @@ def _batch_size(grads: Any, who: str) -> int:
 
 
 def _per_example_norm(x: jax.Array) -> jax.Array:
-    return _norm(x, tuple(range(1, jnp.ndim(x))))
+    return safe_norm(x, tuple(range(1, jnp.ndim(x))))
 
 
 def _clipped_sum(x: jax.Array, factor: jax.Array) -> jax.Array:
@@ -254,7 +215,7 @@ def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, 
     check_positive("l2_norm_clip", l2_norm_clip)
     _batch_size(grads, "per_example_global_norm_clip")
     leaves = jax.tree.leaves(grads)
-    dtype = jnp.result_type(*[_norm_dtype(x) for x in leaves])
+    dtype = jnp.result_type(*[norm_dtype(x) for x in leaves])
     per_leaf = jnp.stack([_per_example_norm(x).astype(dtype) for x in leaves])  # (leaves, batch)
     top = jnp.max(per_leaf, axis=0)
     safe = jnp.where(top > 0, top, 1)

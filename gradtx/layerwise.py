@@ -17,11 +17,10 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.clipping import _global_norm, _norm, _norm_dtype, _rms
 from gradtx.combine import chain, masked
 from gradtx.hyperparams import Hyperparams, check_nonnegative, check_range
 from gradtx.moments import scale_by_adam, trace
-from gradtx.numerics import safe_increment, zero_count
+from gradtx.numerics import norm_dtype, safe_increment, safe_norm, safe_rms, zero_count
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import ScaleByScheduleState, _times, scale_by_learning_rate
 
@@ -35,7 +34,7 @@ def _needs_params(who: str, params: Params | None, updates: Any) -> None:
 
 
 def _dtype(u: jax.Array, p: jax.Array):
-    return jnp.promote_types(_norm_dtype(u), _norm_dtype(p))
+    return jnp.promote_types(norm_dtype(u), norm_dtype(p))
 
 
 # ------------------------------------------------------------------ trust ratio
@@ -47,8 +46,18 @@ class ScaleByTrustRatioState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
+def _block_norm(x: jax.Array, axis_name: Any) -> jax.Array:
+    """:func:`safe_norm` of a whole leaf whose parts are split across the mapped axis ``axis_name``."""
+    if axis_name is None:
+        return safe_norm(x)
+    x = jnp.abs(jnp.asarray(x)).astype(norm_dtype(x))
+    top = jax.lax.pmax(jnp.max(x, initial=0), axis_name)
+    unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
+    return unit * jnp.sqrt(jax.lax.psum(jnp.sum(jnp.square(x / unit)), axis_name))
+
+
 def scale_by_trust_ratio(
-    min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0,
+    min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0, *, axis_name: Any = None,
 ) -> GradientTransformation:
     r"""Scale each block's update by the trust ratio :math:`\lVert\theta\rVert / \lVert u\rVert`.
 
@@ -60,6 +69,11 @@ def scale_by_trust_ratio(
     move, zero updates stay 0). This is the layer-wise factor of LARS
     (You, Gitman & Ginsburg, 2017) and LAMB (You et al., 2019). Needs the
     parameters.
+
+    Under ``shard_map`` or ``pmap`` with every leaf split across a mapped axis,
+    pass it as ``axis_name``: each block's norms are then those of the whole
+    leaf (``pmax`` and ``psum`` over the axis). Leave it ``None`` under ``jit``
+    with sharded arrays and when each device holds whole leaves.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -85,7 +99,7 @@ def scale_by_trust_ratio(
         def scale_leaf(u, p):
             dtype = _dtype(u, p)
             m, c, e = (h[k].astype(dtype) for k in ("min_norm", "trust_coefficient", "eps"))
-            p_norm, u_norm = jnp.maximum(_norm(p), m), jnp.maximum(_norm(u), m)
+            p_norm, u_norm = jnp.maximum(_block_norm(p, axis_name), m), jnp.maximum(_block_norm(u, axis_name), m)
             denominator = u_norm + e
             ratio = c * p_norm / jnp.where(denominator > 0, denominator, 1)
             ratio = jnp.where((p_norm > 0) & (u_norm > 0), ratio, 1)
@@ -140,7 +154,7 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation
         >>> tx.update(jnp.array([0.1, -0.2]), tx.init(params), params)[0].tolist()
         [0.5, -1.0]
     """
-    return _scale_by_param_block("scale_by_param_block_norm", _norm, min_scale)
+    return _scale_by_param_block("scale_by_param_block_norm", safe_norm, min_scale)
 
 
 def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
@@ -159,7 +173,7 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
         >>> tx.update(jnp.full(4, 0.5), tx.init(params), params)[0].tolist()
         [0.5, 0.5, 0.5, 0.5]
     """
-    return _scale_by_param_block("scale_by_param_block_rms", _rms, min_scale)
+    return _scale_by_param_block("scale_by_param_block_rms", safe_rms, min_scale)
 
 
 class NormalizeByUpdateNormState(NamedTuple):
@@ -194,7 +208,7 @@ def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> Gr
 
     def update(updates, state, params=None, **extra_args):
         h = hp.values(state.hyperparams)
-        norm = _global_norm(updates)
+        norm = _tree.norm(updates)
         s, e = h["scale_factor"].astype(norm.dtype), h["eps"].astype(norm.dtype)
         denominator = norm + e
         factor = jnp.where(denominator > 0, s / jnp.where(denominator > 0, denominator, 1), 0)

@@ -52,17 +52,6 @@ def _dot(a: Updates, b: Updates) -> jax.Array:
     return total
 
 
-def _norm(tree: Updates) -> jax.Array:
-    """The l2 norm, scaled by the largest entry first so that 1e30 or 1e-30 entries neither overflow nor vanish."""
-    leaves = [x.astype(jnp.promote_types(x.dtype, float_dtype())) for x in jax.tree.leaves(tree)]
-    if not leaves:
-        return jnp.zeros((), float_dtype())
-    top = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0.0).astype(float_dtype()) for x in leaves]))
-    unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1.0)
-    squares = sum(jnp.sum(jnp.square(x / unit.astype(x.dtype))).astype(float_dtype()) for x in leaves)
-    return unit * jnp.sqrt(squares)
-
-
 def _slot(memory: Updates, i: jax.Array) -> Updates:
     return jax.tree.map(lambda m: jax.lax.dynamic_index_in_dim(m, i, keepdims=False), memory)
 
@@ -169,13 +158,13 @@ def _lbfgs_step(memory_size, scale_init_precond, updates, state, params):
     y_mem = jax.tree.map(remember, state.diff_updates_memory, y)
     rho = state.weights_memory.at[slot].set(jnp.where(usable, rho_new, 0.0))
 
-    g_norm = _norm(updates)
+    g_norm = _tree.norm(updates)
     unit = jnp.where(g_norm > 0, 1 / jnp.where(g_norm > 0, g_norm, 1.0), 1.0)
     if scale_init_precond:
         age = (slot - jnp.arange(memory_size)) % memory_size
         newest_usable = jnp.argmin(jnp.where(rho > 0, age, memory_size))
         have_pair = rho[newest_usable] > 0
-        y_norm = _norm(_slot(y_mem, newest_usable))
+        y_norm = _tree.norm(_slot(y_mem, newest_usable))
         ry = rho[newest_usable] * y_norm
         safe = have_pair & (ry > 0)
         gamma = jnp.where(safe, 1 / jnp.where(safe, ry, 1.0) / jnp.where(safe, y_norm, 1.0), unit)

@@ -13,11 +13,10 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, ScalarOrSchedule
-from gradtx.clipping import _global_norm, _norm
 from gradtx.combine import chain
 from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
 from gradtx.layerwise import Mask
-from gradtx.numerics import safe_increment, zero_count
+from gradtx.numerics import safe_increment, safe_norm, zero_count
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import _scheduled_scale, _times, scale_by_learning_rate
 
@@ -81,7 +80,7 @@ def scale_by_polyak(
         if value is None:
             raise ValueError("scale_by_polyak needs the loss: call update(updates, state, params, value=loss)")
         h = hp.values(state.hyperparams)
-        norm = _global_norm(updates)
+        norm = _tree.norm(updates)
         dtype = jnp.promote_types(norm.dtype, state.step_size.dtype)
         f_min_, cap, eps_ = (h[k].astype(dtype) for k in ("f_min", "max_learning_rate", "eps"))
         gap = jnp.asarray(value).astype(dtype) - f_min_
@@ -194,7 +193,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
         scale = h.get("global_scale", jnp.ones((), dtype)).astype(dtype)
 
         def distance(p, x0):
-            return _norm(p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0).astype(dtype)
+            return safe_norm(p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0).astype(dtype)
 
         def r_epsilon(x0_norm, sum_sq):
             if init_kind == "heuristic":
@@ -212,7 +211,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
         if layerwise:
             def leaf(g, p, x0, max_dist, sum_sq):
                 eta, rbar, new_sq = step_size(
-                    distance(p, x0), _norm(x0).astype(dtype), max_dist, sum_sq, _norm(g).astype(dtype)
+                    distance(p, x0), safe_norm(x0).astype(dtype), max_dist, sum_sq, safe_norm(g).astype(dtype)
                 )
                 return (g * eta.astype(jnp.promote_types(g.dtype, dtype))).astype(g.dtype), rbar, new_sq
 
@@ -223,10 +222,10 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
             out, max_dist, sum_sq = (jax.tree.unflatten(treedef, [f[i] for f in flat]) for i in range(3))
         else:
             moved = jax.tree.map(lambda p, x0: p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0, params, state.init_params)
-            d = _global_norm(moved)
+            d = _tree.norm(moved)
             eta, max_dist, sum_sq = step_size(
-                d.astype(dtype), _global_norm(state.init_params).astype(dtype), state.max_dist,
-                state.sum_sq_norm_grads, _global_norm(updates).astype(dtype),
+                d.astype(dtype), _tree.norm(state.init_params).astype(dtype), state.max_dist,
+                state.sum_sq_norm_grads, _tree.norm(updates).astype(dtype),
             )
             out = _times(updates, eta)
         count = safe_increment(state.count)

@@ -113,6 +113,11 @@ def sum(tree: PyTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
 def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: Any = None) -> jax.Array:
     """The l1, l2 or infinity norm of all elements of a tree taken together.
 
+    The l2 norm reads the leaves once; only when that sum of squares overflows
+    (entries near 1e30 in float32) or underflows (near 1e-30) is it recomputed
+    scaled by the largest entry, so the result is finite and accurate for any
+    finite input. Sums are taken in at least float32.
+
     ``axis_name`` names a mapped axis (of ``shard_map``, ``pmap`` or ``vmap``)
     across which every leaf is split: each device holds a disjoint part of the
     tree, and the norm is that of the whole tree (the squared l2 norm and the l1
@@ -125,23 +130,38 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
         >>> from gradtx import tree
         >>> float(tree.norm({"a": jnp.array([3.0]), "b": jnp.array([4.0])}))
         5.0
+        >>> round(float(tree.norm({"a": jnp.array([3e30]), "b": jnp.array([4e30])})) / 1e30, 5)  # no overflow
+        5.0
     """
-    leaves = jax.tree.leaves(tree)
+    from gradtx.numerics import norm_dtype
+
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     if squared and ord != 2:
         raise ValueError("squared=True is only meaningful for ord=2")
     if ord not in (1, 2, "inf", float("inf")):
         raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
-    if not leaves:
-        total = jnp.zeros((), jnp.result_type(float))
-    elif ord == 2:
-        total = jnp.sum(jnp.stack([jnp.sum(jnp.square(jnp.abs(x)).astype(jnp.result_type(float, x.real.dtype))) for x in leaves]))
-    elif ord == 1:
-        total = jnp.sum(jnp.stack([jnp.sum(jnp.abs(x)) for x in leaves]))
-    else:
-        total = jnp.max(jnp.stack([jnp.max(jnp.abs(x), initial=0) for x in leaves]))
-    if axis_name is not None:
-        total = jax.lax.pmax(total, axis_name) if ord not in (1, 2) else jax.lax.psum(total, axis_name)
-    return jnp.sqrt(total) if ord == 2 and not squared else total
+    dtype = jnp.result_type(*[norm_dtype(x) for x in leaves]) if leaves else jnp.result_type(float)
+
+    def reduce(values, combine, collective):
+        total = combine(jnp.stack(values)) if values else jnp.zeros((), dtype)
+        return total if axis_name is None else collective(total, axis_name)
+
+    if ord == 1:
+        return reduce([jnp.sum(jnp.abs(x)).astype(dtype) for x in leaves], jnp.sum, jax.lax.psum)
+    if ord != 2:
+        return reduce([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves], jnp.max, jax.lax.pmax)
+    squares = reduce([jnp.sum(jnp.square(jnp.abs(x).astype(dtype))) for x in leaves], jnp.sum, jax.lax.psum)
+    if squared:
+        return squares
+
+    def rescaled(_):
+        top = reduce([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves], jnp.max, jax.lax.pmax)
+        unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
+        scaled = reduce([jnp.sum(jnp.square(jnp.abs(x).astype(dtype) / unit)) for x in leaves], jnp.sum, jax.lax.psum)
+        return unit * jnp.sqrt(scaled)
+
+    out_of_range = ~jnp.isfinite(squares) | (squares < jnp.finfo(dtype).tiny)
+    return jax.lax.cond(out_of_range, rescaled, lambda _: jnp.sqrt(squares), None)
 
 
 def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:
