@@ -34,7 +34,7 @@ from gradtx.combine import (
     selective_transform,
     with_extra_args_support,
 )
-from gradtx.hyperparams import (
+from gradtx.hyperparameters import (
     InjectHyperparamsState,
     Scheduled,
     hyperparams,

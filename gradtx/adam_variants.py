@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.combine import _mask_tree, chain
-from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range
+from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range
 from gradtx.moments import ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _check, _moment, _zeros
 from gradtx.numerics import bias_correction, compute_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask

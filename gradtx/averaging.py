@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
 from gradtx.combine import chain
-from gradtx.hyperparams import Hyperparams, check_nonnegative
+from gradtx.hyperparameters import Hyperparams, check_nonnegative
 from gradtx.numerics import safe_increment, zero_count
 from gradtx.regularizers import add_decayed_weights
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation
-from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive
+from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive
 from gradtx.numerics import norm_dtype, safe_norm, safe_rms
 
 

@@ -19,7 +19,7 @@ from gradtx.adam_variants import _split
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.clipping import clip_by_block_rms
 from gradtx.combine import chain
-from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
+from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
 from gradtx.moments import _as, _check, ema
 from gradtx.numerics import compute_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
 from gradtx.combine import chain, masked
-from gradtx.hyperparams import Hyperparams, check_nonnegative, check_range
+from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range
 from gradtx.moments import scale_by_adam, trace
 from gradtx.numerics import norm_dtype, safe_increment, safe_norm, safe_rms, zero_count
 from gradtx.regularizers import add_decayed_weights

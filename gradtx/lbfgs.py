@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule, Updates, stateless
 from gradtx.combine import chain
-from gradtx.hyperparams import check_range, float_dtype
+from gradtx.hyperparameters import check_range, float_dtype
 from gradtx.linesearch import scale_by_zoom_linesearch
 from gradtx.numerics import compute_dtype, safe_increment, zero_count
 from gradtx.scaling import scale_by_learning_rate

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, Updates
-from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
 
 # ------------------------------------------------------------------- shared pieces
 

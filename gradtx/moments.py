@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Updates
-from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative
+from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative
 from gradtx.numerics import bias_correction, compute_dtype, safe_increment, zero_count
 
 

@@ -15,7 +15,7 @@ import jax
 
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.combine import chain
-from gradtx.hyperparams import Hyperparams, check_nonnegative
+from gradtx.hyperparameters import Hyperparams, check_nonnegative
 from gradtx.moments import _as, _check, _unzip, _zeros, scale_by_adam
 from gradtx.numerics import compute_dtype, safe_increment, zero_count
 from gradtx.scaling import scale_by_learning_rate

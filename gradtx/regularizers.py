@@ -9,7 +9,7 @@ import jax
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
 from gradtx.combine import masked
-from gradtx.hyperparams import Hyperparams, check_nonnegative
+from gradtx.hyperparameters import Hyperparams, check_nonnegative
 from gradtx.numerics import safe_increment, zero_count
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.base import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparams import Hyperparams, check_nonnegative, check_range, float_dtype
+from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range, float_dtype
 from gradtx.numerics import safe_increment, zero_count
 
 

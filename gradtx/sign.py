@@ -16,7 +16,7 @@ from gradtx import tree as _tree
 from gradtx.adam_variants import _split
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
 from gradtx.combine import chain
-from gradtx.hyperparams import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
+from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
 from gradtx.moments import _as, _check, _moment, _zeros, ema
 from gradtx.numerics import compute_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask

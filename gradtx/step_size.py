@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, ScalarOrSchedule
 from gradtx.combine import chain
-from gradtx.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
 from gradtx.layerwise import Mask
 from gradtx.numerics import safe_increment, safe_norm, zero_count
 from gradtx.regularizers import add_decayed_weights

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, Updates
-from gradtx.hyperparams import Hyperparams, check_range
+from gradtx.hyperparameters import Hyperparams, check_range
 from gradtx.numerics import safe_increment, zero_count
 
 

@@ -52,7 +52,7 @@ def check_range(
     ``[low, high]`` (``(low`` / ``high)`` when open), or is not finite.
 
     Example:
-        >>> from gradtx.hyperparams import check_range
+        >>> from gradtx.hyperparameters import check_range
         >>> check_range("b1", 1.5, 0.0, 1.0, high_open=True)
         Traceback (most recent call last):
         ...
