@@ -654,3 +654,14 @@ def check_none_leaf(tx, ref, mode):
     updates, _ = update({"a": jnp.ones(3), "b": None}, tx.init(params), params)
     assert updates["b"] is None
     assert gradtx.apply_updates(params, updates)["b"] is None
+
+
+def check_bfloat16_empty_and_none(make_tx, mode):
+    """A transform keeps bfloat16 dtypes, works on an empty tree, and leaves a ``None`` leaf alone."""
+    check_bfloat16(make_tx(), mode)
+    check_empty_tree(make_tx(), mode)
+    params = {"a": jnp.ones(3), "b": None}
+    tx = make_tx()
+    update = jax.jit(tx.update) if mode == "jit" else tx.update
+    updates, _ = update({"a": jnp.ones(3), "b": None}, tx.init(params), params)
+    assert updates["b"] is None and bool(jnp.all(jnp.isfinite(updates["a"])))
