@@ -6,7 +6,7 @@ by chaining small transforms. Every hyperparameter lives in the state, where
 ``gradtx.hyperparams`` reads it and ``gradtx.set_hyperparams`` changes it.
 """
 
-from gradtx import tree
+from gradtx import checkpoint, distributed, tree
 from gradtx.base import (
     EmptyState,
     GradientTransformation,
@@ -269,5 +269,5 @@ __all__ = [
     "ZoomLinesearchInfo", "scale_by_lbfgs", "lbfgs", "ScaleByLBFGSState", "scale_by_asgd", "asgd",
     "ScaleByAsgdState",
     # modules
-    "tree",
+    "tree", "checkpoint", "distributed",
 ]

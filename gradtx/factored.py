@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradtx import tree as _tree
 from gradtx.adam_variants import _split
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.clipping import clip_by_block_rms
@@ -119,12 +120,12 @@ def scale_by_factored_rms(
         def placeholders(p, which):
             p = jnp.asarray(p)
             ax = axes(p)
+            if not ax:  # the full second moment, laid out like its parameter
+                return _tree.zeros_like(p) if which == "v" else jnp.zeros((1,), p.dtype)
             if which == "v":
-                return jnp.zeros((1,) if ax else p.shape, p.dtype)
-            if not ax:
                 return jnp.zeros((1,), p.dtype)
-            drop = ax[0] if which == "v_row" else ax[1]
-            return jnp.zeros(p.shape[:drop] + p.shape[drop + 1:], p.dtype)
+            # a row or column statistic: zeros reduced from the parameter keep its other axes' layout
+            return jnp.sum(_tree.zeros_like(p), axis=ax[0] if which == "v_row" else ax[1])
 
         trees = [jax.tree.map(functools.partial(placeholders, which=w), params) for w in ("v_row", "v_col", "v")]
         return FactoredState(zero_count(), *trees, hp.init())
@@ -232,8 +233,12 @@ class ScaleBySM3State(NamedTuple):
 
 
 def _sm3_accumulators(p) -> tuple[jax.Array, ...]:
-    p = jnp.asarray(p)
-    return tuple(jnp.zeros((n,), p.dtype) for n in p.shape) if p.ndim else (jnp.zeros((), p.dtype),)
+    """One accumulator per axis of ``p``, each reduced from zeros shaped like ``p`` so that
+    it keeps the layout of its axis (the update produces them in that layout)."""
+    zeros = _tree.zeros_like(jnp.asarray(p))
+    if not zeros.ndim:
+        return (zeros,)
+    return tuple(jnp.sum(zeros, axis=tuple(j for j in range(zeros.ndim) if j != i)) for i in range(zeros.ndim))
 
 
 def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> GradientTransformation:
@@ -267,7 +272,7 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
     )
 
     def init(params):
-        return ScaleBySM3State(jax.tree.map(_sm3_accumulators, params), jax.tree.map(jnp.zeros_like, params), hp.init())
+        return ScaleBySM3State(jax.tree.map(_sm3_accumulators, params), _tree.zeros_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.m, updates)

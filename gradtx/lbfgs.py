@@ -48,7 +48,7 @@ def _dot(a: Updates, b: Updates) -> jax.Array:
     total = jnp.zeros((), float_dtype())
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         c = jnp.promote_types(jnp.result_type(x, y), float_dtype())
-        total = total + jnp.vdot(x.astype(c), y.astype(c)).astype(total.dtype)
+        total = total + jnp.sum(jnp.conj(x.astype(c)) * y.astype(c)).astype(total.dtype)
     return total
 
 
@@ -123,7 +123,10 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     memory_size = int(memory_size)
 
     def init(params):
-        memory = jax.tree.map(lambda p: jnp.zeros((memory_size, *jnp.shape(p)), jnp.result_type(p)), params)
+        # histories built from the parameters, so that each keeps its parameter's layout under jit
+        memory = jax.tree.map(
+            lambda z: jnp.broadcast_to(z[None], (memory_size, *jnp.shape(z))), _tree.zeros_like(params)
+        )
         return ScaleByLBFGSState(
             zero_count(), _tree.zeros_like(params), _tree.zeros_like(params), memory, memory,
             jnp.zeros((memory_size,), float_dtype()), {},

@@ -66,7 +66,7 @@ def _dot(a: Updates, b: Updates, dtype) -> jax.Array:
     total = jnp.zeros((), dtype)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         c = jnp.promote_types(jnp.result_type(x, y), dtype)
-        total = total + jnp.vdot(x.astype(c), y.astype(c)).astype(dtype)
+        total = total + jnp.sum(jnp.conj(x.astype(c)) * y.astype(c)).astype(dtype)
     return total
 
 

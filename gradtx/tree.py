@@ -101,7 +101,7 @@ def add_scaled(a: PyTree, scalar: Any, b: PyTree) -> PyTree:
 
 def vdot(a: PyTree, b: PyTree) -> jax.Array:
     """Inner product of two trees, summed over all leaves."""
-    products = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
+    products = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.sum(jnp.conj(x) * y), a, b))
     return builtins.sum(products, jnp.zeros((), jnp.result_type(float)))
 
 
