@@ -129,8 +129,12 @@ def cmd_test(args: list[str]) -> int:
     else:
         has_marker = any(a == "-m" or a.startswith("-m") and not a.startswith("--") for a in args)
         marker, what = ([] if has_marker else ["-m", "not slow"]), "the tests"
+    # The suite is bound by XLA compilation, one core at a time: spread its files over the
+    # cores (pytest-xdist), keeping each file on one worker so module fixtures run once.
+    chose_workers = any(a.startswith(("-n", "--numprocesses", "--collect-only", "--co")) for a in args)
+    parallel = [] if chose_workers else ["-n", "auto", "--dist", "loadfile"]
     say(f"running {what} with pytest")
-    code = run([python, "-m", "pytest", *marker, *args], cwd=ROOT)
+    code = run([python, "-m", "pytest", *marker, *parallel, *args], cwd=ROOT)
     if code == PYTEST_NO_TESTS:
         say("pytest collected no tests: that counts as a failure (exit status 5)")
     return code
