@@ -146,3 +146,30 @@ def test_accumulator_dtype(name, kwargs, mode):
     # bfloat16 keeps 8 significant bits (relative rounding 2**-9 ~ 2e-3 per
     # store); over 12 steps the params drift by a few 1e-3 of their scale.
     R.run_against_reference(tx, R.REF_TRANSFORMS[name](**kwargs), "float32", mode, rtol=3e-2)
+
+
+# ------------------------------------------------------- differentiating through an update
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "nadamw", "amsgrad"])
+def test_meta_gradient_through_an_update_at_zero_gradients_is_finite_with_eps_root(name):
+    """Meta-learning differentiates through ``update``: at a zero gradient the derivative of
+    sqrt(v) is infinite, times a zero, unless ``eps_root > 0`` keeps the root away from 0."""
+    params = {"w": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5)}
+    target = {"w": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5)}  # the inner loss is at its minimum
+
+    def inner_loss(p):
+        return sum(jnp.sum((p[k] - target[k]) ** 2) for k in p)
+
+    def outer(p, eps_root):
+        tx = getattr(gradtx, name)(0.1, eps_root=eps_root)
+        grads = jax.grad(inner_loss)(p)  # exactly zero here
+        updates, _ = tx.update(grads, tx.init(p), p)
+        stepped = gradtx.apply_updates(p, updates)
+        return sum(jnp.sum(stepped[k] ** 2) for k in stepped)
+
+    meta = jax.grad(outer)(params, 1e-8)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(meta)), meta
+    # without eps_root the same derivative is not finite, which is what eps_root is for
+    without = jax.grad(outer)(params, 0.0)
+    assert not all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(without))
