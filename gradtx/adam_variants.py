@@ -19,8 +19,10 @@ from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.combine import _mask_tree, chain
 from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range
-from gradtx.moments import ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _check, _moment, _zeros
-from gradtx.numerics import bias_correction, compute_dtype, safe_increment, zero_count
+from gradtx.moments import (
+    ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _check, _magnitudes, _moment, _zeros,
+)
+from gradtx.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import scale_by_learning_rate
@@ -38,7 +40,7 @@ def _adam_step(g, m, v, h, count, nesterov=False, eps_root_in_sqrt=True):
     dtype = compute_dtype(g, m, v)
     b1, b2, eps, eps_root = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
     m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1, count, nesterov)
-    v_hat = bias_correction(v.astype(dtype), b2, count) + (eps_root if eps_root_in_sqrt else 0)
+    v_hat = bias_correction(v.astype(real_dtype(dtype)), b2, count) + (eps_root if eps_root_in_sqrt else 0)
     return m_hat, m_hat / (jnp.sqrt(v_hat) + eps)
 
 
@@ -69,7 +71,7 @@ def scale_by_belief(
     hp = _adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _zeros(params, None), hp.init())
+        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.mu, updates)
@@ -80,7 +82,7 @@ def scale_by_belief(
         def belief(g, m, s):
             dtype = compute_dtype(g, m, s)
             b2_, eps_root_ = _as(dtype, h["b2"], h["eps_root"])
-            surprise = jnp.square(g.astype(dtype) - m.astype(dtype))
+            surprise = abs_sq(g.astype(dtype) - m.astype(dtype))
             return (b2_ * s + (1 - b2_) * surprise + eps_root_).astype(s.dtype)
 
         nu = jax.tree.map(belief, updates, mu, state.nu)
@@ -139,7 +141,7 @@ def scale_by_yogi(
     check_nonnegative("initial_accumulator_value", initial_accumulator_value)
 
     def init(params):
-        nu = _tree.full_like(params, initial_accumulator_value)
+        nu = _magnitudes(params, fill_value=initial_accumulator_value)
         return ScaleByAdamState(zero_count(), _zeros(params, None), nu, hp.init())
 
     def update(updates, state, params=None, **extra_args):
@@ -151,7 +153,7 @@ def scale_by_yogi(
         def additive(g, v):
             dtype = compute_dtype(g, v)
             (b2_,) = _as(dtype, h["b2"])
-            g2, v = jnp.square(g.astype(dtype)), v.astype(dtype)
+            g2, v = abs_sq(g.astype(dtype)), v.astype(real_dtype(dtype))
             # sign(v - g^2) by comparisons: v = g^2 = inf (float32 overflow) keeps v, not inf - inf
             step = (1 - b2_) * g2
             return jnp.where(v > g2, v - step, jnp.where(v < g2, v + step, v))
@@ -244,7 +246,7 @@ def scale_by_radam(
     )
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _zeros(params, None), hp.init())
+        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.mu, updates)
@@ -336,7 +338,7 @@ def scale_by_adan(
 
     def init(params):
         zeros = _zeros(params, None)
-        return ScaleByAdanState(zero_count(), zeros, zeros, zeros, zeros, hp.init())
+        return ScaleByAdanState(zero_count(), zeros, zeros, _magnitudes(params), zeros, hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.m, updates)
@@ -351,7 +353,7 @@ def scale_by_adan(
             delta = jnp.where(first, 0, g_ - g_prev.astype(dtype))
             new_m = b1_ * m + (1 - b1_) * g_
             new_v = b2_ * v + (1 - b2_) * delta
-            new_n = b3_ * n + (1 - b3_) * jnp.square(g_ + b2_ * delta)
+            new_n = b3_ * n + (1 - b3_) * abs_sq(g_ + b2_ * delta)
             u = (bias_correction(new_m, b1_, count) + b2_ * bias_correction(new_v, b2_, count)) / (
                 jnp.sqrt(bias_correction(new_n, b3_, count) + eps_root_) + eps_
             )
@@ -434,7 +436,7 @@ def scale_by_novograd(
     decays = callable(weight_decay) or not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
 
     def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros((), jnp.asarray(p).dtype), params)
+        nu = jax.tree.map(lambda p: jnp.zeros((), magnitude_dtype(p)), params)
         return ScaleByNovogradState(zero_count(), _zeros(params, mu_dtype), nu, hp.init())
 
     def update(updates, state, params=None, **extra_args):
@@ -452,7 +454,7 @@ def scale_by_novograd(
             dtype = compute_dtype(g, m, v)
             b1_, b2_, eps_, eps_root_, wd = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"])
             g_ = g.astype(dtype)
-            norm_sq = jnp.sum(jnp.square(g_), dtype=jnp.promote_types(dtype, jnp.float32)).astype(dtype)
+            norm_sq = jnp.sum(abs_sq(g_)).astype(real_dtype(dtype))
             new_v = jnp.where(first, norm_sq, b2_ * v + (1 - b2_) * norm_sq)
             normalized = g_ / (jnp.sqrt(new_v + eps_root_) + eps_)
             if decay:
@@ -519,7 +521,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
     hp = Hyperparams(rho=check_decay("rho", rho), eps=check_nonnegative("eps", eps), allow_schedules=False)
 
     def init(params):
-        return ScaleByAdaDeltaState(_zeros(params, None), _zeros(params, None), hp.init())
+        return ScaleByAdaDeltaState(_magnitudes(params), _magnitudes(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.e_g, updates)
@@ -529,8 +531,9 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
         def step(g, eg, ex):
             dtype = compute_dtype(g, eg, ex)
             rho_, eps_ = _as(dtype, h["rho"], h["eps"])
-            dx = g.astype(dtype) * jnp.sqrt(ex.astype(dtype) + eps_) / jnp.sqrt(eg.astype(dtype) + eps_)
-            new_ex = rho_ * ex + (1 - rho_) * jnp.square(dx)
+            real = real_dtype(dtype)
+            dx = g.astype(dtype) * jnp.sqrt(ex.astype(real) + eps_) / jnp.sqrt(eg.astype(real) + eps_)
+            new_ex = rho_ * ex + (1 - rho_) * abs_sq(dx)
             return dx.astype(g.dtype), new_ex.astype(ex.dtype)
 
         out, e_x = _split(jax.tree.map(step, updates, e_g, state.e_x), updates, 2)

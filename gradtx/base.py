@@ -99,17 +99,34 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """Return ``params + updates``, each leaf in its parameter's dtype.
 
     ``None`` leaves stay ``None``. A tree of updates that does not match the
-    parameters raises a ``ValueError`` naming the first differing path.
+    parameters, in structure or in a leaf's shape, raises a ``ValueError`` naming
+    the first differing path. An integer parameter keeps its value under a
+    ``float0`` update (the gradient JAX gives an integer input) and refuses a
+    floating-point one with a ``TypeError``, since the cast would round it away.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> gradtx.apply_updates({"w": jnp.ones(2)}, {"w": jnp.full(2, -0.25)})["w"].tolist()
         [0.75, 0.75]
     """
-    _tree.check_same_structure(params, updates, "params", "updates")
-    return jax.tree.map(
-        lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates
-    )
+    _tree.check_same_structure(params, updates, "params", "updates", shapes=True)
+    return jax.tree_util.tree_map_with_path(_add_update, params, updates)
+
+
+def _add_update(path, p, u):
+    dtype = jnp.asarray(p).dtype
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return jnp.asarray(p + u).astype(dtype)
+    u_dtype = u.dtype if hasattr(u, "dtype") else jnp.result_type(u)
+    if u_dtype == jax.dtypes.float0:
+        return p
+    if jnp.issubdtype(u_dtype, jnp.inexact):
+        raise TypeError(
+            f"apply_updates: the parameter '{_tree.path_str(path)}' is {dtype} but its update is "
+            f"{u_dtype}; adding it would round the update away. Make the parameter "
+            "floating point, or keep it out of the optimizer (gradtx.partition with gradtx.set_to_zero())"
+        )
+    return jnp.asarray(p + u).astype(dtype)
 
 
 def incremental_update(new_tensors: PyTree, old_tensors: PyTree, step_size: float | jax.Array) -> PyTree:

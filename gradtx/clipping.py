@@ -22,6 +22,9 @@ class ClipState(NamedTuple):
 def clip(max_delta: float) -> GradientTransformation:
     r"""Clip every element to :math:`[-\delta, \delta]`.
 
+    A complex element keeps its phase and has its modulus clipped to :math:`\delta`:
+    :math:`u \min(1, \delta / |u|)`, which is the same clipping for a real one.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.clip(1.0)
@@ -35,8 +38,15 @@ def clip(max_delta: float) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra_args):
         delta = hp.values(state.hyperparams)["max_delta"]
-        clipped = jax.tree.map(lambda u: jnp.clip(u, -delta.astype(u.dtype), delta.astype(u.dtype)), updates)
-        return clipped, state
+
+        def clip_leaf(u):
+            if not jnp.iscomplexobj(u):
+                return jnp.clip(u, -delta.astype(u.dtype), delta.astype(u.dtype))
+            size = jnp.abs(u)
+            limit = delta.astype(size.dtype)
+            return jnp.where(size > limit, u * (limit / jnp.where(size > limit, size, 1)), u).astype(u.dtype)
+
+        return jax.tree.map(clip_leaf, updates), state
 
     return GradientTransformation(init, update)
 

@@ -2,16 +2,61 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, PyTree
 
+_INTEGER_PARAMS = (
+    "an optimizer cannot take fractional steps on an integer parameter (and would keep integer moments); "
+    "make it floating point, or keep it out of the optimizer: "
+    "gradtx.partition({'train': tx, 'frozen': gradtx.set_to_zero()}, labels)"
+)
+_INTEGER_UPDATES = "compute gradients in floating point (jax.grad gives float0 for integer inputs)"
+
+
+@functools.lru_cache(maxsize=None)
+def _inexact(dtype: Any) -> bool:
+    return bool(jnp.issubdtype(dtype, jnp.inexact))
+
+
+def _floating(tree: PyTree, what: str, advice: str) -> PyTree:
+    """``tree`` with Python numbers as 0-d arrays; a ``TypeError`` naming the first leaf that is not floating point.
+
+    Only Python numbers and leaves with a ``dtype`` are looked at; the paths are
+    computed only to write the error.
+    """
+    leaves = jax.tree.leaves(tree)
+    convert = False
+    for i, x in enumerate(leaves):
+        if isinstance(x, (float, complex)) and not isinstance(x, bool):
+            convert = True
+            continue
+        dtype = jnp.result_type(x) if isinstance(x, (bool, int)) else getattr(x, "dtype", None)
+        if dtype is not None and not _inexact(dtype):
+            path = _tree.path_str(_tree.leaves_with_path(tree)[i][0])
+            kind = (f"a Python {type(x).__name__}" if isinstance(x, (bool, int))
+                    else "float0 (the gradient of an integer input)" if dtype == jax.dtypes.float0 else str(dtype))
+            raise TypeError(f"{what} must be floating point, but '{path}' is {kind}: {advice}")
+    if not convert:
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x) if isinstance(x, (float, complex)) else x, tree)
+
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply ``transforms`` one after the other; the state is a tuple of their states.
+
+    Every named optimizer is a chain, and a chain checks what it is given before
+    its members see it: parameters (at ``init``) and updates must be floating
+    point (a ``TypeError`` names the first integer leaf), updates must match the
+    parameters in structure and shapes when ``params`` is given (a ``ValueError``
+    names the first differing path), and Python numbers among the leaves are
+    taken as 0-d arrays. A member whose state is of the wrong kind (a state made
+    by another optimizer) raises a ``TypeError`` naming the member.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -24,18 +69,31 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             raise TypeError(f"chain member {i} is not a GradientTransformation: {t!r}")
 
     def init(params):
+        params = _floating(params, "the parameters", _INTEGER_PARAMS)
         return tuple(t.init(params) for t in transforms)
 
     def update(updates, state, params=None, **extra_args):
         if not isinstance(state, tuple) or len(state) != len(transforms):
+            has = f"has {len(state)}" if isinstance(state, tuple) else f"is a {type(state).__name__}, not a tuple"
             raise ValueError(
-                f"this chain has {len(transforms)} members but its state has "
-                f"{len(state) if isinstance(state, tuple) else 'no'} entries; "
-                "was the state made by this chain's init?"
+                f"this chain has {len(transforms)} members but its state {has}; "
+                "was the state made by this chain's init? (update takes updates, state, params in that order)"
             )
+        updates = _floating(updates, "the updates", _INTEGER_UPDATES)
+        if params is not None:
+            params = _floating(params, "the parameters", _INTEGER_PARAMS)
+            _tree.check_same_structure(params, updates, "the parameters", "the updates", shapes=True)
         new_state = []
-        for t, s in zip(transforms, state):
-            updates, s = t.update(updates, s, params, **extra_args)
+        for i, (t, s) in enumerate(zip(transforms, state)):
+            try:
+                updates, s = t.update(updates, s, params, **extra_args)
+            except AttributeError as error:
+                if getattr(error, "obj", None) is not s:
+                    raise
+                raise TypeError(
+                    f"chain member {i} cannot read its state: a {type(s).__name__} has no field '{error.name}'. "
+                    "Was the state made by another optimizer's init?"
+                ) from error
             new_state.append(s)
         return updates, tuple(new_state)
 

@@ -22,7 +22,7 @@ from gradtx.clipping import clip_by_block_rms
 from gradtx.combine import chain
 from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
 from gradtx.moments import _as, _check, ema
-from gradtx.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.numerics import abs_sq, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask
 from gradtx.regularizers import add_decayed_weights
 from gradtx.layerwise import scale_by_param_block_rms
@@ -119,19 +119,19 @@ def scale_by_factored_rms(
     def init(params):
         def placeholders(p, which):
             p = jnp.asarray(p)
-            ax = axes(p)
+            ax, dtype = axes(p), magnitude_dtype(p)  # real, float32 for float16
             if not ax:  # the full second moment, laid out like its parameter
-                return _tree.zeros_like(p) if which == "v" else jnp.zeros((1,), p.dtype)
+                return _tree.zeros_like(p, dtype) if which == "v" else jnp.zeros((1,), dtype)
             if which == "v":
-                return jnp.zeros((1,), p.dtype)
+                return jnp.zeros((1,), dtype)
             # a row or column statistic: zeros reduced from the parameter keep its other axes' layout
-            return jnp.sum(_tree.zeros_like(p), axis=ax[0] if which == "v_row" else ax[1])
+            return jnp.sum(_tree.zeros_like(p, dtype), axis=ax[0] if which == "v_row" else ax[1])
 
         trees = [jax.tree.map(functools.partial(placeholders, which=w), params) for w in ("v_row", "v_col", "v")]
         return FactoredState(zero_count(), *trees, hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.v, updates)
+        _check(state.v, updates, shapes=False)  # v is a (1,) placeholder for factored leaves
         h = hp.values(state.hyperparams)
         since = jnp.maximum(state.count.astype(h["step_offset"].dtype) - h["step_offset"], 0)
         beta = jnp.asarray(decay_rate_fn(since, h["decay_rate"]))
@@ -141,7 +141,7 @@ def scale_by_factored_rms(
             dtype = compute_dtype(g, r, c, v)
             b, eps = _as(dtype, beta, h["epsilon"])
             g_ = g.astype(dtype)
-            sq = jnp.square(g_) + eps
+            sq = abs_sq(g_) + eps
             if not ax:
                 new_v = b * v + (1 - b) * sq
                 return _divide_by_root(g_, new_v).astype(g.dtype), r, c, new_v.astype(v.dtype)
@@ -235,7 +235,7 @@ class ScaleBySM3State(NamedTuple):
 def _sm3_accumulators(p) -> tuple[jax.Array, ...]:
     """One accumulator per axis of ``p``, each reduced from zeros shaped like ``p`` so that
     it keeps the layout of its axis (the update produces them in that layout)."""
-    zeros = _tree.zeros_like(jnp.asarray(p))
+    zeros = _tree.zeros_like(jnp.asarray(p), magnitude_dtype(p))
     if not zeros.ndim:
         return (zeros,)
     return tuple(jnp.sum(zeros, axis=tuple(j for j in range(zeros.ndim) if j != i)) for i in range(zeros.ndim))
@@ -284,10 +284,10 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
             g_ = g.astype(dtype)
             ndim = g.ndim
             along = [jnp.reshape(a, [-1 if d == i else 1 for d in range(ndim)]) for i, a in enumerate(mu)]
-            bound = functools.reduce(jnp.minimum, along).astype(dtype)
-            nu = b2_ * bound + jnp.where(b2_ == 1, 1, 1 - b2_) * jnp.square(g_)
-            new_mu = (
-                tuple(jnp.max(nu, axis=tuple(d for d in range(ndim) if d != i)) for i in range(ndim))
+            bound = functools.reduce(jnp.minimum, along).astype(real_dtype(dtype))
+            nu = b2_ * bound + jnp.where(b2_ == 1, 1, 1 - b2_) * abs_sq(g_)
+            new_mu = (  # nu >= 0, so the initial 0 changes nothing but lets a 0-size axis reduce
+                tuple(jnp.max(nu, axis=tuple(d for d in range(ndim) if d != i), initial=0) for i in range(ndim))
                 if ndim else (nu,)
             )
             new_m = b1_ * m + (1 - b1_) * _divide_by_root(g_, nu + eps_)

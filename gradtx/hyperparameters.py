@@ -100,6 +100,8 @@ class Hyperparams:
 
     def __init__(self, *, allow_schedules: bool = True, **given: Any):
         for name, value in given.items():
+            if value is None or isinstance(value, (str, bytes)):
+                raise TypeError(f"{name} must be a number, an array or a schedule, got {value!r}")
             if callable(value) and not allow_schedules:
                 raise TypeError(
                     f"{name} must be a number or an array, got the callable {value!r}; "

@@ -6,6 +6,11 @@ r"""L-BFGS: a quasi-Newton direction from the last few steps and gradient change
 ``memory_size`` steps, by the two-loop recursion; :func:`lbfgs` chains it with a
 line search. Reference: J. Nocedal & S. J. Wright, *Numerical Optimization*,
 2nd ed., 2006, section 7.2, Algorithms 7.4 and 7.5.
+
+Complex parameters are taken as pairs of real numbers: every inner product is
+:math:`\mathrm{Re}\langle x, y\rangle`, so the steps are those on the real and
+imaginary parts stacked. The gradient must then be ``jnp.conj(jax.grad(f)(z))``
+(see "Complex parameters" in the design notes).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def _dot(a: Updates, b: Updates) -> jax.Array:
     total = jnp.zeros((), float_dtype())
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         c = jnp.promote_types(jnp.result_type(x, y), float_dtype())
-        total = total + jnp.sum(jnp.conj(x.astype(c)) * y.astype(c)).astype(total.dtype)
+        # Re<x, y>: the inner product of C^n taken as R^2n (what curvature and descent are measured in)
+        total = total + jnp.real(jnp.sum(jnp.conj(x.astype(c)) * y.astype(c))).astype(total.dtype)
     return total
 
 

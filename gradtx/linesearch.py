@@ -18,6 +18,11 @@ hyperparameters, where ``gradtx.hyperparams`` reads it.
 
 Reference: J. Nocedal & S. J. Wright, *Numerical Optimization*, 2nd ed., 2006,
 section 3.1 (Armijo backtracking) and Algorithms 3.5 and 3.6 (strong Wolfe zoom).
+
+For complex parameters the slope is :math:`\mathrm{Re}\langle \nabla f, d \rangle` and
+the gradient :math:`\partial f/\partial\,\mathrm{Re} + i\,\partial f/\partial\,\mathrm{Im}`,
+the conjugate of what ``jax.grad`` returns; the searches conjugate the gradients
+they compute themselves, and expect ``grad`` so.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, Updates
 from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.numerics import scalar_loss
 
 # ------------------------------------------------------------------- shared pieces
 
@@ -57,6 +63,7 @@ def _checked(who, updates, params, value, grad, value_fn, extra_args):
             )
     _tree.check_same_structure(params, updates, "the parameters", "the updates")
     _tree.check_same_structure(params, grad, "the parameters", "the gradients (`grad`)")
+    value = scalar_loss(value, who)
     dtype = jnp.promote_types(jnp.result_type(value), float_dtype())
     return jnp.asarray(value).astype(dtype), _fn_kwargs(value_fn, extra_args)
 
@@ -66,7 +73,8 @@ def _dot(a: Updates, b: Updates, dtype) -> jax.Array:
     total = jnp.zeros((), dtype)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         c = jnp.promote_types(jnp.result_type(x, y), dtype)
-        total = total + jnp.sum(jnp.conj(x.astype(c)) * y.astype(c)).astype(dtype)
+        # Re<x, y>: for a complex x the directional derivative, C^n taken as R^2n
+        total = total + jnp.real(jnp.sum(jnp.conj(x.astype(c)) * y.astype(c))).astype(dtype)
     return total
 
 
@@ -82,6 +90,19 @@ def _trial(params: Params, direction: Updates, eta: jax.Array) -> Params:
 
 def _like_params(tree: Updates, params: Params) -> Updates:
     return jax.tree.map(lambda g, p: jnp.asarray(g).astype(jnp.asarray(p).dtype), tree, params)
+
+
+def _value_and_grad(f: Callable, **kwargs: Any) -> Callable:
+    r"""``jax.value_and_grad(f)``, with the gradient of a complex leaf conjugated: the
+    steepest-ascent direction :math:`\partial f/\partial\,\mathrm{Re} + i\, \partial f/\partial\,\mathrm{Im}`
+    that gradtx takes as the gradient (JAX returns its conjugate)."""
+    value_and_grad = jax.value_and_grad(f, **kwargs)
+
+    def fn(*args, **fn_kwargs):
+        value, grad = value_and_grad(*args, **fn_kwargs)
+        return value, jax.tree.map(lambda g: jnp.conj(g) if jnp.iscomplexobj(g) else g, grad)
+
+    return fn
 
 
 _JITTED: dict[Callable, Callable] = {}
@@ -197,7 +218,7 @@ def _backtrack(value_fn, max_steps, store_grad, verbose, params, direction, grad
     slope0 = _dot(grad, direction, dtype)
     bound0 = phi0 + h["atol"] + h["rtol"] * jnp.abs(phi0)
     f = lambda x: jnp.asarray(value_fn(x, **kwargs)).astype(dtype)  # noqa: E731
-    evaluate = jax.value_and_grad(f) if store_grad else lambda x: (f(x), None)
+    evaluate = _value_and_grad(f) if store_grad else lambda x: (f(x), None)
 
     def body(c):
         i, eta, _, _, _ = c
@@ -360,7 +381,7 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
     c1, c2, tol_ = h["slope_rtol"], h["curv_rtol"], h["tol"]
     slope0 = _dot(grad, direction, dtype)
     descent = jnp.minimum(slope0, 0.0)  # along an ascent direction f may not increase either
-    vg = jax.value_and_grad(lambda x: jnp.asarray(value_fn(x, **kwargs)).astype(dtype))
+    vg = _value_and_grad(lambda x: jnp.asarray(value_fn(x, **kwargs)).astype(dtype))
 
     def decrease(p: _Point) -> jax.Array:
         armijo = p.value <= phi0 + c1 * p.eta * descent + tol_
@@ -434,7 +455,9 @@ def value_and_grad_from_state(value_fn: Callable[..., jax.Array]) -> Callable[..
     which is the next iterate; when the state holds them (after the first step)
     they are returned without evaluating ``value_fn``, so an L-BFGS step costs
     only the evaluations inside its line search. ``params`` must be the
-    parameters that the last update produced.
+    parameters that the last update produced. The gradient of a complex
+    parameter is returned conjugated, as gradtx expects it (see "Complex
+    parameters" in the design notes): ``jnp.conj`` of ``jax.grad``'s.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -449,7 +472,7 @@ def value_and_grad_from_state(value_fn: Callable[..., jax.Array]) -> Callable[..
         >>> round(float(f(w)), 6), float(value_and_grad(w, state=state)[0]) == float(f(w))
         (0.0, True)
     """
-    value_and_grad = jax.value_and_grad(value_fn)
+    value_and_grad = _value_and_grad(value_fn)
 
     def fn(params, *fn_args, state, **fn_kwargs):
         found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, _STATES)) if isinstance(s, _STATES)]

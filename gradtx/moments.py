@@ -1,13 +1,19 @@
-"""The adaptive family: momentum, moving averages and the second-moment scalings.
+r"""The adaptive family: momentum, moving averages and the second-moment scalings.
 
 Each transform keeps exponential moving averages ("moments") of the gradient
 ``g`` and returns a rescaled direction. Arithmetic happens in the promotion of
 the gradient's and the moment's dtypes; moments are stored back in their own
 dtype and updates leave in the dtype they came in.
+
+Complex gradients work throughout: :math:`g^2` is :math:`|g|^2`, first moments are
+complex and second moments real (float32 for complex64); second moments of float16
+parameters are kept in float32, whose range holds :math:`(1-\beta_2) g^2`. See
+"Complex parameters" and "float16 state" in the design notes.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -16,27 +22,38 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Updates
 from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative
-from gradtx.numerics import bias_correction, compute_dtype, safe_increment, zero_count
+from gradtx.numerics import (
+    abs_sq, bias_correction, compute_dtype, magnitudes_like, moments_like, real_dtype, safe_increment, zero_count,
+)
 
 
 def _as(dtype, *values):
-    return tuple(jnp.asarray(v).astype(dtype) for v in values)
+    """Hyperparameters (real numbers) in the real dtype of the computation ``dtype``."""
+    return tuple(jnp.asarray(v).astype(real_dtype(dtype)) for v in values)
 
 
 def _moment(g: jax.Array, m: jax.Array, decay: jax.Array, order: int) -> jax.Array:
-    """One step of an exponential moving average of ``g**order``, stored in ``m``'s dtype."""
+    """One step of an exponential moving average of ``g`` (``order=1``) or of ``|g|**2`` (``order=2``),
+    computed in at least float32 and stored in ``m``'s dtype (real for ``order=2``)."""
     dtype = compute_dtype(g, m)
     (decay,) = _as(dtype, decay)
-    target = g if order == 1 else jnp.square(jnp.abs(g)) if order == 2 else g**order
+    g = g.astype(dtype)
+    target = g if order == 1 else abs_sq(g) if order == 2 else g**order
     return (decay * m + (1 - decay) * target).astype(m.dtype)
 
 
 def _zeros(params, dtype):
-    return _tree.zeros_like(params, dtype=dtype)
+    """First moments: zeros like ``params`` in ``dtype`` (complex leaves stay complex)."""
+    return moments_like(params, dtype)
 
 
-def _check(state_tree: Updates, updates: Updates) -> None:
-    _tree.check_same_structure(state_tree, updates, "the tree this state was built for", "the updates")
+def _magnitudes(params, dtype=None, fill_value=0):
+    """Second moments and other magnitudes: real, float32 for float16 parameters (see ``magnitude_dtype``)."""
+    return magnitudes_like(params, fill_value, dtype)
+
+
+def _check(state_tree: Updates, updates: Updates, shapes: bool = True) -> None:
+    _tree.check_same_structure(state_tree, updates, "the tree this state was built for", "the updates", shapes=shapes)
 
 
 # ------------------------------------------------------------------ momentum
@@ -193,7 +210,7 @@ def scale_by_adam(
     hp = _adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, mu_dtype), _zeros(params, nu_dtype), hp.init())
+        return ScaleByAdamState(zero_count(), _zeros(params, mu_dtype), _magnitudes(params, nu_dtype), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.mu, updates)
@@ -202,11 +219,18 @@ def scale_by_adam(
         mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
         nu = jax.tree.map(lambda g, v: _moment(g, v, h["b2"], 2), updates, state.nu)
 
+        @functools.cache  # once per dtype, not once per leaf: the program stays small
+        def constants(dtype):
+            b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
+            t, t_next = count.astype(b1_.dtype), safe_increment(count).astype(b1_.dtype)
+            return b1_, eps_, eps_root_, 1 - b1_**t, 1 - b1_**t_next, 1 - b2_**t
+
         def direction(g, m, v):
             dtype = compute_dtype(g, m, v)
-            b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-            m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1_, count, nesterov)
-            v_hat = bias_correction(v.astype(dtype), b2_, count)
+            b1_, eps_, eps_root_, c1, c1_next, c2 = constants(dtype)
+            m, g_ = m.astype(dtype), g.astype(dtype)
+            m_hat = b1_ * m / c1_next + (1 - b1_) * g_ / c1 if nesterov else m / c1  # Dozat's look-ahead
+            v_hat = v.astype(real_dtype(dtype)) / c2  # real, for complex g too
             return (m_hat / (jnp.sqrt(v_hat + eps_root_) + eps_)).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
@@ -249,7 +273,7 @@ def scale_by_amsgrad(
 
     def init(params):
         return ScaleByAmsgradState(
-            zero_count(), _zeros(params, mu_dtype), _zeros(params, None), _zeros(params, None), hp.init()
+            zero_count(), _zeros(params, mu_dtype), _magnitudes(params), _magnitudes(params), hp.init()
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -262,7 +286,8 @@ def scale_by_amsgrad(
         def step(g, m, v, v_max):
             dtype = compute_dtype(g, m, v, v_max)
             b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-            new_max = jnp.maximum(v_max.astype(dtype), bias_correction(v.astype(dtype), b2_, count))
+            real = real_dtype(dtype)  # the second moments are real for complex gradients too
+            new_max = jnp.maximum(v_max.astype(real), bias_correction(v.astype(real), b2_, count))
             u = bias_correction(m.astype(dtype), b1_, count) / (jnp.sqrt(new_max + eps_root_) + eps_)
             return u.astype(g.dtype), new_max.astype(v_max.dtype)
 
@@ -295,7 +320,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
     )
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _zeros(params, None), hp.init())
+        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.mu, updates)
@@ -304,7 +329,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
 
         def infinity_norm(g, u):
-            dtype = compute_dtype(g, u)
+            dtype = compute_dtype(jnp.abs(g), u)  # real, for complex gradients too
             b2_, eps_ = _as(dtype, h["b2"], h["eps"])
             return jnp.maximum(b2_ * u, jnp.abs(g).astype(dtype) + eps_).astype(u.dtype)
 
@@ -373,7 +398,7 @@ def scale_by_rms(
     debias = bias_correction
 
     def init(params):
-        return ScaleByRmsState(zero_count(), _tree.full_like(params, initial_scale), hp.init())
+        return ScaleByRmsState(zero_count(), _magnitudes(params, fill_value=initial_scale), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.nu, updates)
@@ -419,7 +444,9 @@ def scale_by_stddev(
     debias = bias_correction
 
     def init(params):
-        return ScaleByStddevState(zero_count(), _zeros(params, None), _tree.full_like(params, initial_scale), hp.init())
+        return ScaleByStddevState(
+            zero_count(), _zeros(params, None), _magnitudes(params, fill_value=initial_scale), hp.init()
+        )
 
     def update(updates, state, params=None, **extra_args):
         _check(state.nu, updates)
@@ -431,10 +458,12 @@ def scale_by_stddev(
         def direction(g, m, v):
             dtype = compute_dtype(g, m, v)
             rho, eps_ = _as(dtype, h["decay"], h["eps"])
-            m, v = m.astype(dtype), v.astype(dtype)
+            m, v = m.astype(dtype), v.astype(real_dtype(dtype))
             if debias:
                 m, v = _bias_correction(m, rho, count), _bias_correction(v, rho, count)
-            return _divide_by_root(g.astype(dtype), v - jnp.square(m), eps_, eps_in_sqrt).astype(g.dtype)
+            # v - |m|^2 >= 0 exactly, but rounding makes it negative when the gradient hardly varies
+            variance = jnp.maximum(v - abs_sq(m), 0)
+            return _divide_by_root(g.astype(dtype), variance, eps_, eps_in_sqrt).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByStddevState(count, mu, nu, state.hyperparams)
@@ -468,7 +497,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
     hp = Hyperparams(eps=check_nonnegative("eps", eps), allow_schedules=False)
 
     def init(params):
-        return ScaleByRssState(_tree.full_like(params, initial_accumulator_value), hp.init())
+        return ScaleByRssState(_magnitudes(params, fill_value=initial_accumulator_value), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.sum_of_squares, updates)
@@ -477,7 +506,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
         def step(g, s):
             dtype = compute_dtype(g, s)
             (e,) = _as(dtype, eps_)
-            new_s = s.astype(dtype) + jnp.square(g.astype(dtype))
+            new_s = s.astype(real_dtype(dtype)) + abs_sq(g.astype(dtype))
             safe = jnp.where(new_s > 0, new_s, 1)
             u = jnp.where(new_s > 0, g * jax.lax.rsqrt(safe + e), 0)
             return u.astype(g.dtype), new_s.astype(s.dtype)

@@ -35,6 +35,29 @@ def bias_correction(moment: jax.Array, decay: jax.Array, count: jax.Array) -> ja
     return moment / (1 - decay ** count.astype(decay.dtype))
 
 
+def scalar_loss(value, who: str) -> jax.Array:
+    """The loss given as the extra argument ``value``, as an array; a ``ValueError`` naming ``who`` unless it is 0-d.
+
+    A vector of per-example losses would otherwise broadcast against the
+    updates, or grow the state, without an error.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import scalar_loss
+        >>> scalar_loss(jnp.ones(4), "scale_by_polyak")
+        Traceback (most recent call last):
+        ...
+        ValueError: scale_by_polyak needs the loss as one number (value=), got an array of shape (4,); average per-example losses first: value=jnp.mean(losses)
+    """
+    value = jnp.asarray(value)
+    if value.ndim != 0:
+        raise ValueError(
+            f"{who} needs the loss as one number (value=), got an array of shape {value.shape}; "
+            "average per-example losses first: value=jnp.mean(losses)"
+        )
+    return value
+
+
 def compute_dtype(*arrays: jax.Array):
     """The dtype arithmetic on these arrays takes place in: their promotion, and at least float32.
 
@@ -79,3 +102,118 @@ def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
 def safe_rms(x: jax.Array) -> jax.Array:
     """The root mean square of all entries of ``x``, computed as :func:`safe_norm` / sqrt(size)."""
     return safe_norm(x) / jnp.sqrt(jnp.asarray(max(jnp.size(x), 1), norm_dtype(x)))
+
+
+# ------------------------------------------------------------- complex and low-precision state
+
+
+def real_dtype(dtype):
+    """The real dtype of the same precision: float32 for complex64, float64 for complex128; others unchanged.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import real_dtype
+        >>> real_dtype(jnp.complex64), real_dtype(jnp.bfloat16)
+        (dtype('float32'), dtype(bfloat16))
+    """
+    dtype = jnp.dtype(dtype)
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    r"""The squared magnitude :math:`|x|^2` of every element, as a real array.
+
+    For a complex ``x`` this is :math:`\mathrm{Re}(x)^2 + \mathrm{Im}(x)^2`, where
+    ``x**2`` would be complex; for a real ``x`` it is ``x * x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import abs_sq
+        >>> abs_sq(jnp.array([3 + 4j, -2j])).tolist()
+        [25.0, 4.0]
+    """
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        return jnp.square(x.real) + jnp.square(x.imag)
+    return jnp.square(x)
+
+
+def moment_dtype(x: jax.Array, dtype=None):
+    """The dtype of a state leaf that averages or accumulates ``x`` itself (a momentum, a first moment).
+
+    ``dtype`` (an optimizer's ``mu_dtype`` or ``accumulator_dtype``) when given,
+    else ``x``'s own; a real ``dtype`` asked for a complex ``x`` gives the complex
+    dtype of that precision (complex64 for float32 and below, complex128 for
+    float64), so that no imaginary part is dropped.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import moment_dtype
+        >>> moment_dtype(jnp.ones(1, jnp.complex64), jnp.bfloat16), moment_dtype(jnp.ones(1), jnp.bfloat16)
+        (dtype('complex64'), dtype(bfloat16))
+    """
+    x_dtype = jnp.result_type(x)
+    if dtype is None:
+        return x_dtype
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(x_dtype, jnp.complexfloating) and not jnp.issubdtype(dtype, jnp.complexfloating):
+        return jnp.result_type(dtype, jnp.complex64)
+    return dtype
+
+
+def magnitude_dtype(x: jax.Array, dtype=None):
+    """The dtype of a state leaf that holds magnitudes of ``x`` (second moments, sums of squares, step sizes).
+
+    Always real: ``dtype`` when given (its real counterpart if complex), else the
+    real dtype of ``x``, except that float16 becomes float32. float16's smallest
+    positive number, 6e-8, is the square of 2.4e-4: Adam's :math:`(1-\\beta_2) g^2`
+    would be stored as 0 for every gradient below 8e-3, and the step
+    :math:`m / \\sqrt{v}` would blow up. bfloat16 has float32's range and stays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import magnitude_dtype
+        >>> [str(magnitude_dtype(jnp.ones(1, d))) for d in (jnp.complex64, jnp.float16, jnp.bfloat16)]
+        ['float32', 'float32', 'bfloat16']
+    """
+    if dtype is not None:
+        return real_dtype(dtype)
+    real = real_dtype(jnp.result_type(x))
+    return jnp.dtype(jnp.float32) if real == jnp.float16 else real
+
+
+def moments_like(tree, dtype=None):
+    """Zeros shaped and sharded like each leaf, in :func:`moment_dtype` (complex leaves stay complex)."""
+    from gradtx import tree as _tree
+
+    return jax.tree.map(lambda x: _tree.zeros_like(x, moment_dtype(x, dtype)), tree)
+
+
+def magnitudes_like(tree, fill_value=0, dtype=None):
+    """``fill_value`` shaped and sharded like each leaf, in :func:`magnitude_dtype` (real, float32 for float16)."""
+    from gradtx import tree as _tree
+
+    return jax.tree.map(lambda x: _tree.full_like(x, fill_value, magnitude_dtype(x, dtype)), tree)
+
+
+def check_real(who: str, tree, why: str = "it orders values, and complex numbers have no order") -> None:
+    """Raise a ``TypeError`` naming ``who``, the first complex leaf of ``tree`` and its dtype, if there is one.
+
+    For the few transforms that compare values with ``<`` or ``>``, which has no
+    meaning for complex numbers; ``why`` ends the message.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.numerics import check_real
+        >>> check_real("clamp", {"b": jnp.ones(1), "w": jnp.ones(2, jnp.complex64)})
+        Traceback (most recent call last):
+        ...
+        TypeError: clamp does not support complex parameters: 'w' is complex64 (it orders values, and complex numbers have no order)
+    """
+    from gradtx import tree as _tree
+
+    for path, leaf in _tree.leaves_with_path(tree):
+        if jnp.iscomplexobj(leaf):
+            raise TypeError(
+                f"{who} does not support complex parameters: '{_tree.path_str(path)}' is {jnp.result_type(leaf)} ({why})"
+            )

@@ -174,7 +174,8 @@ def keep_params_nonnegative() -> GradientTransformation:
     r"""Stop every parameter at zero from above: :math:`u \leftarrow \max(u, -\theta)`.
 
     A parameter that would become negative is set to exactly 0 (a projection
-    onto the non-negative orthant). Needs the parameters.
+    onto the non-negative orthant). Needs the parameters. Complex parameters,
+    which are neither positive nor negative, raise a ``TypeError`` naming the leaf.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -183,14 +184,19 @@ def keep_params_nonnegative() -> GradientTransformation:
         >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(params), params)[0].tolist()
         [-1.0, 0.5]
     """
+    from gradtx.numerics import check_real
+
+    why = "complex numbers are neither negative nor non-negative"
 
     def init(params):
+        check_real("keep_params_nonnegative", params, why)
         return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
         if params is None:
             raise ValueError("keep_params_nonnegative needs the parameters: call update(updates, state, params)")
         _tree.check_same_structure(params, updates, "the parameters", "the updates")
+        check_real("keep_params_nonnegative", params, why)
         return jax.tree.map(lambda u, p: jnp.where(p + u < 0, -p, u).astype(u.dtype), updates, params), state
 
     return GradientTransformation(init, update)

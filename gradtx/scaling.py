@@ -9,11 +9,13 @@ import jax.numpy as jnp
 
 from gradtx.base import GradientTransformation, ScalarOrSchedule
 from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range, float_dtype
-from gradtx.numerics import safe_increment, zero_count
+from gradtx.numerics import safe_increment, scalar_loss, zero_count
 
 
 def _times(updates, factor):
-    return jax.tree.map(lambda u: (u * factor.astype(u.dtype)).astype(u.dtype), updates)
+    """Every update times ``factor``, multiplied in the wider of their dtypes and cast back: a factor
+    past float16's range (1 / a tiny norm) must not become inf when the product is finite."""
+    return jax.tree.map(lambda u: (u * factor.astype(jnp.promote_types(u.dtype, factor.dtype))).astype(u.dtype), updates)
 
 
 class ScaleState(NamedTuple):
@@ -151,6 +153,7 @@ def reduce_on_plateau(
     def update(updates, state, params=None, *, value=None, **extra_args):
         if value is None:
             raise ValueError("reduce_on_plateau needs the loss: call update(..., value=loss)")
+        value = scalar_loss(value, "reduce_on_plateau")
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
         total = state.accumulated_value + jnp.asarray(value).astype(state.accumulated_value.dtype)

@@ -3,6 +3,8 @@
 Each of these uses only the sign of a gradient (or of a momentum), so the step
 of every coordinate has a size fixed by the method, not by the gradient's scale:
 they are unaffected by gradients of any magnitude, 1e-30 or 1e30 alike.
+For complex gradients the sign is ``jnp.sign(z) = z / |z|``: each coordinate moves
+by the step size along its gradient's phase.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from gradtx.adam_variants import _split
 from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
 from gradtx.combine import chain
 from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
-from gradtx.moments import _as, _check, _moment, _zeros, ema
-from gradtx.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.moments import _as, _check, _magnitudes, _moment, _zeros, ema
+from gradtx.numerics import compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import scale_by_learning_rate
@@ -238,6 +240,9 @@ def scale_by_rprop(
     first update is moreover zero, gradtx's is :math:`\mathrm{sign}(g_1)\Delta_0`.
     The step sizes are state: ``learning_rate`` is only their initial value.
     Signs are compared as :math:`\mathrm{sign}(g_t)\mathrm{sign}(g_{t-1})`, which cannot overflow.
+    For complex gradients :math:`\mathrm{sign}(z) = z/|z|` and the signs agree when
+    :math:`\mathrm{Re}(\mathrm{sign}(g_t)\overline{\mathrm{sign}(g_{t-1})}) > 0`, i.e. the phase
+    turned by less than 90 degrees; the step sizes are real.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -257,7 +262,8 @@ def scale_by_rprop(
     )
 
     def init(params):
-        return ScaleByRpropState(zero_count(), _tree.full_like(params, learning_rate), _zeros(params, None), hp.init())
+        step_sizes = _magnitudes(params, fill_value=learning_rate)  # real, float32 for float16
+        return ScaleByRpropState(zero_count(), step_sizes, _zeros(params, None), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         _check(state.step_sizes, updates)
@@ -266,10 +272,11 @@ def scale_by_rprop(
         def step(g, delta, g_prev):
             dtype = compute_dtype(g, delta)
             eta_minus_, eta_plus_, lo, hi = _as(dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"])
-            agree = jnp.sign(g).astype(dtype) * jnp.sign(g_prev).astype(dtype)
-            d = delta.astype(dtype)
+            sign = jnp.sign(g.astype(dtype))  # z / |z| for a complex z
+            agree = jnp.real(sign * jnp.conj(jnp.sign(g_prev.astype(dtype))))
+            d = delta.astype(real_dtype(dtype))
             new_d = jnp.where(agree > 0, jnp.minimum(d * eta_plus_, hi), jnp.where(agree < 0, jnp.maximum(d * eta_minus_, lo), d))
-            u = jnp.sign(g).astype(dtype) * new_d
+            u = sign * new_d
             return u.astype(g.dtype), new_d.astype(delta.dtype), g.astype(g_prev.dtype)
 
         out, step_sizes, prev_grad = _split(jax.tree.map(step, updates, state.step_sizes, state.prev_grad), updates, 3)

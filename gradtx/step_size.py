@@ -16,7 +16,7 @@ from gradtx.base import GradientTransformation, ScalarOrSchedule
 from gradtx.combine import chain
 from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
 from gradtx.layerwise import Mask
-from gradtx.numerics import safe_increment, safe_norm, zero_count
+from gradtx.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import _scheduled_scale, _times, scale_by_learning_rate
 
@@ -79,6 +79,7 @@ def scale_by_polyak(
             _tree.check_same_structure(params, updates, "the parameters", "the updates")
         if value is None:
             raise ValueError("scale_by_polyak needs the loss: call update(updates, state, params, value=loss)")
+        value = scalar_loss(value, "scale_by_polyak")
         h = hp.values(state.hyperparams)
         norm = _tree.norm(updates)
         dtype = jnp.promote_types(norm.dtype, state.step_size.dtype)
@@ -179,7 +180,9 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
         return jnp.zeros((), float_dtype())
 
     def init(params):
-        return DoGState(zero_count(), _tree.cast(params, param_dtype), scalars(params), scalars(params), hp.init())
+        # x_0 in param_dtype, complex for complex parameters (moment_dtype keeps the imaginary part)
+        x0 = jax.tree.map(lambda p: jnp.asarray(p).astype(moment_dtype(p, param_dtype)), params)
+        return DoGState(zero_count(), x0, scalars(params), scalars(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         if params is None:

@@ -50,6 +50,13 @@ def _describe(tree: PyTree) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
+def _kind(tree: PyTree, path: KeyPath) -> str:
+    try:
+        return type(_node_at(tree, path)).__name__
+    except Exception:  # noqa: BLE001 - only used to word an error
+        return "container"
+
+
 def first_difference(expected: PyTree, got: PyTree) -> str | None:
     """A sentence naming the first path where two trees differ, or ``None`` if they match."""
     if jax.tree.structure(expected) == jax.tree.structure(got):
@@ -58,8 +65,14 @@ def first_difference(expected: PyTree, got: PyTree) -> str | None:
     paths_b = [p for p, _ in leaves_with_path(got)]
     for pa, pb in zip(paths_a, paths_b):
         if pa != pb:
+            if pb[: len(pa)] == pa or pa[: len(pb)] == pb:  # a leaf in one tree is a container in the other
+                at, container = (pa, _kind(got, pa)) if len(pa) < len(pb) else (pb, _kind(expected, pb))
+                leaf_in, container_in = ("the first", "the second") if len(pa) < len(pb) else ("the second", "the first")
+                return f"'{path_str(at)}' is a single leaf in {leaf_in} tree but a {container} in {container_in} tree"
             if pa in set(paths_b):
                 return f"'{path_str(pb)}' is present only in the second tree"
+            if pb not in set(paths_a):  # a renamed key: say what stands in its place
+                return f"'{path_str(pa)}' is missing from the second tree ('{path_str(pb)}' is in its place)"
             return f"'{path_str(pa)}' is missing from the second tree"
     if len(paths_a) > len(paths_b):
         return f"'{path_str(paths_a[len(paths_b)])}' is missing from the second tree"
@@ -68,12 +81,39 @@ def first_difference(expected: PyTree, got: PyTree) -> str | None:
     return f"the leaves agree but the containers differ: {_describe(expected)} vs {_describe(got)}"
 
 
-def check_same_structure(expected: PyTree, got: PyTree, expected_name: str, got_name: str) -> None:
-    """Raise a ``ValueError`` naming the first differing path unless the trees match."""
-    difference = first_difference(expected, got)
-    if difference is not None:
-        difference = difference.replace("the second tree", got_name)
-        raise ValueError(f"{got_name} do not match {expected_name}: {difference}.")
+def check_same_structure(
+    expected: PyTree, got: PyTree, expected_name: str, got_name: str, *, shapes: bool = False,
+) -> None:
+    """Raise a ``ValueError`` naming the first differing path unless the trees match.
+
+    With ``shapes=True`` the leaves must also have the same shapes, and the error
+    names the first leaf whose shape differs (a gradient with an extra batch axis
+    would otherwise broadcast silently against a state shaped like the parameters).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.check_same_structure({"w": jnp.ones(3)}, {"w": jnp.ones((8, 3))}, "the parameters", "the updates",
+        ...                           shapes=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: the updates do not match the parameters: 'w' has shape (8, 3) in the updates but (3,) in the parameters.
+    """
+    expected_leaves, expected_def = jax.tree.flatten(expected)
+    got_leaves, got_def = jax.tree.flatten(got)
+    verb = "do" if got_name.split(" (")[0].endswith("s") else "does"  # "the updates do", "the mask does"
+    if expected_def != got_def:
+        difference = first_difference(expected, got)
+        difference = difference.replace("the second tree", got_name).replace("the first tree", expected_name)
+        raise ValueError(f"{got_name} {verb} not match {expected_name}: {difference}.")
+    if shapes:
+        for i, (e, g) in enumerate(zip(expected_leaves, got_leaves)):
+            if getattr(e, "shape", None) != getattr(g, "shape", None) and jnp.shape(e) != jnp.shape(g):
+                path = leaves_with_path(expected)[i][0]
+                raise ValueError(
+                    f"{got_name} {verb} not match {expected_name}: '{path_str(path)}' has shape {jnp.shape(g)} "
+                    f"in {got_name} but {jnp.shape(e)} in {expected_name}."
+                )
 
 
 # ----------------------------------------------------------------------- arithmetic
@@ -142,26 +182,53 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
         raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
     dtype = jnp.result_type(*[norm_dtype(x) for x in leaves]) if leaves else jnp.result_type(float)
 
-    def reduce(values, combine, collective):
-        total = combine(jnp.stack(values)) if values else jnp.zeros((), dtype)
-        return total if axis_name is None else collective(total, axis_name)
+    def total(term, reduce, collective):
+        parts = [reduce(part) for part in _packed([term(x) for x in leaves])]
+        out = reduce(jnp.stack(parts)) if parts else jnp.zeros((), dtype)
+        return out if axis_name is None else collective(out, axis_name)
+
+    def magnitude(x):
+        return jnp.abs(x).astype(dtype)
+
+    def largest(x):
+        return jnp.max(x, initial=0)
 
     if ord == 1:
-        return reduce([jnp.sum(jnp.abs(x)).astype(dtype) for x in leaves], jnp.sum, jax.lax.psum)
+        return total(magnitude, jnp.sum, jax.lax.psum)
     if ord != 2:
-        return reduce([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves], jnp.max, jax.lax.pmax)
-    squares = reduce([jnp.sum(jnp.square(jnp.abs(x).astype(dtype))) for x in leaves], jnp.sum, jax.lax.psum)
+        return total(magnitude, largest, jax.lax.pmax)
+    squares = total(lambda x: jnp.square(magnitude(x)), jnp.sum, jax.lax.psum)
     if squared:
         return squares
 
     def rescaled(_):
-        top = reduce([jnp.max(jnp.abs(x), initial=0).astype(dtype) for x in leaves], jnp.max, jax.lax.pmax)
+        top = total(magnitude, largest, jax.lax.pmax)
         unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
-        scaled = reduce([jnp.sum(jnp.square(jnp.abs(x).astype(dtype) / unit)) for x in leaves], jnp.sum, jax.lax.psum)
-        return unit * jnp.sqrt(scaled)
+        return unit * jnp.sqrt(total(lambda x: jnp.square(magnitude(x) / unit), jnp.sum, jax.lax.psum))
 
     out_of_range = ~jnp.isfinite(squares) | (squares < jnp.finfo(dtype).tiny)
     return jax.lax.cond(out_of_range, rescaled, lambda _: jnp.sqrt(squares), None)
+
+
+PACK_BELOW = 1 << 16
+"""Leaves with fewer elements than this are packed together for a reduction (see :func:`_packed`)."""
+
+
+def _packed(arrays: list[jax.Array]) -> list[jax.Array]:
+    """The arrays a tree-wide reduction runs over: on a single device, the small ones
+    raveled into one vector and the large ones as they are; on several devices, all
+    of them as they are, so that no sharded leaf is ever gathered.
+
+    XLA:CPU compiles and runs one reduction kernel per leaf: a tree of 2,000 small
+    leaves took 23 s to compile and 7.8 ms to run its l2 norm, against 1.3 s and
+    2.7 ms for one reduction over the packed vector (docs/benchmarks.md). The
+    elementwise ``term`` of the reduction fuses into the packing, so no leaf is
+    read twice. Sums change only by the order of additions.
+    """
+    small = [x for x in arrays if x.size < PACK_BELOW]
+    if len(small) < 2 or jax.device_count() > 1:
+        return arrays
+    return [x for x in arrays if x.size >= PACK_BELOW] + [jnp.concatenate([jnp.ravel(x) for x in small])]
 
 
 def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation, Params, Updates
 from gradtx.hyperparameters import Hyperparams, check_range
-from gradtx.numerics import safe_increment, zero_count
+from gradtx.numerics import moments_like, safe_increment, zero_count
 
 
 def _zeros_like_updates(updates: Updates) -> Updates:
@@ -103,7 +103,7 @@ class MultiSteps:
             _, skip_state = self.should_skip_update_fn(_tree.zeros_like(params), zero_count(), params)
         return MultiStepsState(
             mini_step=zero_count(), gradient_step=zero_count(), inner_opt_state=self.opt.init(params),
-            acc_grads=_tree.zeros_like(params, dtype=self.accumulator_dtype), skip_state=skip_state,
+            acc_grads=moments_like(params, self.accumulator_dtype), skip_state=skip_state,  # complex stays complex
         )
 
     def update(self, updates, state, params=None, **extra_args):

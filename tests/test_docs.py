@@ -23,7 +23,7 @@ import gradtx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs")
 API = os.path.join(DOCS, "api")
-RUNNABLE_PAGES = ["getting-started.md", "adam.md"]
+RUNNABLE_PAGES = ["getting-started.md", "adam.md", "mistakes.md", "faults.md"]
 
 DIRECTIVE = re.compile(r"^\s*\.\. auto(?:function|class|data|module|exception|attribute)::\s*(\S+)", re.MULTILINE)
 

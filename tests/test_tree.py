@@ -84,3 +84,38 @@ def test_where_clip_allclose_ones_and_random_like():
     assert jax.tree.structure(noise) == jax.tree.structure(A)
     leaves = [np.asarray(x) for x in jax.tree.leaves(noise)]
     assert not np.allclose(leaves[0][:1], leaves[2].ravel()[:1])  # independent keys per leaf
+
+
+# ------------------------------------------------ packed reductions (the fast path of tree.norm)
+
+
+def many_leaves(scale):
+    """A tree of 40 small leaves of mixed shapes and dtypes, a leaf above the packing limit, a
+    complex leaf and a None: norms take the packed path on one device."""
+    rng = np.random.default_rng(0)
+    small = {f"l{i}": jnp.asarray(rng.normal(size=(i % 5 + 1, 3)) * scale, (jnp.float32, jnp.bfloat16)[i % 2])
+             for i in range(40)}
+    return {"small": small, "big": jnp.asarray(rng.normal(size=tree.PACK_BELOW + 3) * scale, jnp.float32),
+            "complex": jnp.asarray(rng.normal(size=4) + 1j * rng.normal(size=4), jnp.complex64) * scale,
+            "none": None, "empty": jnp.zeros((0, 2))}
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30])
+@pytest.mark.parametrize("ord", [1, 2, "inf"])
+def test_packed_norm_equals_the_leafwise_norm_and_numpy(monkeypatch, scale, ord):
+    t = many_leaves(scale)
+    x = np.concatenate([np.abs(np.ravel(np.asarray(v, np.complex128))) for v in jax.tree.leaves(t)])
+    expected = {1: np.sum(x), 2: np.sqrt(np.sum((x / x.max()) ** 2)) * x.max(), "inf": np.max(x)}[ord]
+    packed = [jax.jit(lambda t: tree.norm(t, ord))(t), tree.norm(t, ord)]
+    monkeypatch.setattr(tree, "PACK_BELOW", 0)  # every leaf on its own: the per-leaf reference
+    leafwise = jax.jit(lambda t: tree.norm(t, ord))(t)
+    assert len(tree._packed([jnp.ones(3), jnp.ones(2)])) == 2
+    for got in packed:
+        np.testing.assert_allclose(float(got), expected, rtol=2e-6)
+        np.testing.assert_allclose(float(got), float(leafwise), rtol=2e-6)
+
+
+def test_packing_concatenates_only_small_leaves_and_only_on_one_device():
+    parts = tree._packed([jnp.ones(3), jnp.ones(tree.PACK_BELOW), jnp.ones((2, 2))])
+    assert [p.shape for p in parts] == [(tree.PACK_BELOW,), (7,)]
+    assert len(tree._packed([jnp.ones(3)])) == 1
