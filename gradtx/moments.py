@@ -223,14 +223,16 @@ def scale_by_adam(
         def constants(dtype):
             b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
             t, t_next = count.astype(b1_.dtype), safe_increment(count).astype(b1_.dtype)
-            return b1_, eps_, eps_root_, 1 - b1_**t, 1 - b1_**t_next, 1 - b2_**t
+            # the reciprocals of the bias corrections 1 - b^t, multiplied in (as XLA would do
+            # under jit anyway), so that eager and jitted updates agree to the bit
+            return b1_, eps_, eps_root_, 1 / (1 - b1_**t), 1 / (1 - b1_**t_next), 1 / (1 - b2_**t)
 
         def direction(g, m, v):
             dtype = compute_dtype(g, m, v)
             b1_, eps_, eps_root_, c1, c1_next, c2 = constants(dtype)
             m, g_ = m.astype(dtype), g.astype(dtype)
-            m_hat = b1_ * m / c1_next + (1 - b1_) * g_ / c1 if nesterov else m / c1  # Dozat's look-ahead
-            v_hat = v.astype(real_dtype(dtype)) / c2  # real, for complex g too
+            m_hat = b1_ * m * c1_next + (1 - b1_) * g_ * c1 if nesterov else m * c1  # Dozat's look-ahead
+            v_hat = v.astype(real_dtype(dtype)) * c2  # real, for complex g too
             return (m_hat / (jnp.sqrt(v_hat + eps_root_) + eps_)).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
