@@ -90,10 +90,14 @@ def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
         >>> round(float(safe_norm(jnp.array([3e30, 4e30]))) / 1e30, 5)
         5.0
     """
-    x = jnp.abs(jnp.asarray(x)).astype(norm_dtype(x))
-    top = jnp.max(x, axis=axis, keepdims=True, initial=0)
+    x = jnp.asarray(x)
+    dtype = norm_dtype(x)
+    top = jnp.max(jnp.abs(x).astype(dtype), axis=axis, keepdims=True, initial=0)
     unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
-    norm = unit * jnp.sqrt(jnp.sum(jnp.square(x / unit), axis=axis, keepdims=True))
+    # |x / unit| rather than |x| / unit: the two reductions then share no intermediate
+    # array, and XLA streams x through each instead of writing |x| out and reading it twice
+    scaled = jnp.abs(x.astype(jnp.promote_types(x.dtype, dtype)) / unit)
+    norm = unit * jnp.sqrt(jnp.sum(jnp.square(scaled), axis=axis, keepdims=True))
     if keepdims:
         return norm
     return norm.reshape(()) if axis is None else jnp.squeeze(norm, axis)
