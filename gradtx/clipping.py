@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from gradtx import tree as _tree
 from gradtx.base import GradientTransformation
 from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive
-from gradtx.numerics import norm_dtype, safe_norm, safe_rms
+from gradtx.numerics import norm_dtype, safe_norm
 
 
 class ClipState(NamedTuple):
@@ -116,11 +116,11 @@ def clip_by_block_rms(threshold: float) -> GradientTransformation:
     def update(updates, state, params=None, **extra_args):
         c = hp.values(state.hyperparams)["threshold"]
 
-        def clip_leaf(u):
-            factor = _shrink(safe_rms(u), c.astype(norm_dtype(u)))
+        def clip_leaf(u, rms):
+            factor = _shrink(rms, c.astype(norm_dtype(u)))
             return (u * factor).astype(u.dtype)
 
-        return jax.tree.map(clip_leaf, updates), state
+        return jax.tree.map(clip_leaf, updates, _tree.block_norms(updates, rms=True)), state
 
     return GradientTransformation(init, update)
 

@@ -20,7 +20,7 @@ from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
 from gradtx.combine import chain, masked
 from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range
 from gradtx.moments import scale_by_adam, trace
-from gradtx.numerics import norm_dtype, safe_increment, safe_norm, safe_rms, zero_count
+from gradtx.numerics import norm_dtype, safe_increment, safe_norm, zero_count
 from gradtx.regularizers import add_decayed_weights
 from gradtx.scaling import ScaleByScheduleState, _times, scale_by_learning_rate
 
@@ -46,10 +46,16 @@ class ScaleByTrustRatioState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
+def _block_norms(tree: Any, axis_name: Any) -> Any:
+    """The l2 norm of each leaf: :func:`gradtx.tree.block_norms`, or with ``axis_name``,
+    of whole leaves whose parts are split across that mapped axis."""
+    if axis_name is None:
+        return _tree.block_norms(tree)
+    return jax.tree.map(lambda x: _block_norm(x, axis_name), tree)
+
+
 def _block_norm(x: jax.Array, axis_name: Any) -> jax.Array:
     """:func:`safe_norm` of a whole leaf whose parts are split across the mapped axis ``axis_name``."""
-    if axis_name is None:
-        return safe_norm(x)
     x = jnp.abs(jnp.asarray(x)).astype(norm_dtype(x))
     top = jax.lax.pmax(jnp.max(x, initial=0), axis_name)
     unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
@@ -96,16 +102,17 @@ def scale_by_trust_ratio(
         _needs_params("scale_by_trust_ratio", params, updates)
         h = hp.values(state.hyperparams)
 
-        def scale_leaf(u, p):
+        def scale_leaf(u, p, p_norm, u_norm):
             dtype = _dtype(u, p)
             m, c, e = (h[k].astype(dtype) for k in ("min_norm", "trust_coefficient", "eps"))
-            p_norm, u_norm = jnp.maximum(_block_norm(p, axis_name), m), jnp.maximum(_block_norm(u, axis_name), m)
+            p_norm, u_norm = jnp.maximum(p_norm, m), jnp.maximum(u_norm, m)
             denominator = u_norm + e
             ratio = c * p_norm / jnp.where(denominator > 0, denominator, 1)
             ratio = jnp.where((p_norm > 0) & (u_norm > 0), ratio, 1)
             return (u * ratio).astype(u.dtype)
 
-        return jax.tree.map(scale_leaf, updates, params), state
+        norms = [_block_norms(tree, axis_name) for tree in (params, updates)]
+        return jax.tree.map(scale_leaf, updates, params, *norms), state
 
     return GradientTransformation(init, update)
 
@@ -119,7 +126,7 @@ class ScaleByParamBlockState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
-def _scale_by_param_block(who: str, size, min_scale: float) -> GradientTransformation:
+def _scale_by_param_block(who: str, rms: bool, min_scale: float) -> GradientTransformation:
     hp = Hyperparams(min_scale=check_nonnegative("min_scale", min_scale), allow_schedules=False)
 
     def init(params):
@@ -129,11 +136,11 @@ def _scale_by_param_block(who: str, size, min_scale: float) -> GradientTransform
         _needs_params(who, params, updates)
         floor = hp.values(state.hyperparams)["min_scale"]
 
-        def scale_leaf(u, p):
+        def scale_leaf(u, p, p_size):
             dtype = _dtype(u, p)
-            return (u * jnp.maximum(size(p).astype(dtype), floor.astype(dtype))).astype(u.dtype)
+            return (u * jnp.maximum(p_size.astype(dtype), floor.astype(dtype))).astype(u.dtype)
 
-        return jax.tree.map(scale_leaf, updates, params), state
+        return jax.tree.map(scale_leaf, updates, params, _tree.block_norms(params, rms=rms)), state
 
     return GradientTransformation(init, update)
 
@@ -154,7 +161,7 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation
         >>> tx.update(jnp.array([0.1, -0.2]), tx.init(params), params)[0].tolist()
         [0.5, -1.0]
     """
-    return _scale_by_param_block("scale_by_param_block_norm", safe_norm, min_scale)
+    return _scale_by_param_block("scale_by_param_block_norm", False, min_scale)
 
 
 def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
@@ -173,7 +180,7 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
         >>> tx.update(jnp.full(4, 0.5), tx.init(params), params)[0].tolist()
         [0.5, 0.5, 0.5, 0.5]
     """
-    return _scale_by_param_block("scale_by_param_block_rms", safe_rms, min_scale)
+    return _scale_by_param_block("scale_by_param_block_rms", True, min_scale)
 
 
 class NormalizeByUpdateNormState(NamedTuple):

@@ -237,6 +237,53 @@ def _packed(arrays: list[jax.Array]) -> list[jax.Array]:
     return [x for x in arrays if x.size >= PACK_BELOW] + [jnp.concatenate(v) for v in by_dtype.values()]
 
 
+def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
+    r"""The l2 norm of each leaf (a *block*), or its root mean square, as a tree of 0-d arrays.
+
+    .. math::
+        \lVert x \rVert_2 = \sqrt{\textstyle\sum_i |x_i|^2}, \qquad
+        \mathrm{rms}(x) = \lVert x \rVert_2 / \sqrt{\mathrm{size}(x)}
+
+    Each is :func:`gradtx.numerics.safe_norm` of the leaf: accurate for any finite
+    entries, 1e30 and 1e-30 alike. A large leaf (:data:`PACK_BELOW` elements or
+    more) is read once for its sum of squares, as :func:`norm` reads the tree;
+    only when some large leaf's sum overflows or falls below the smallest normal
+    number (or the leaf is all zeros) are the large leaves' norms recomputed scaled
+    by their largest entry, in one branch for the whole tree. Small leaves take
+    the scaled norm directly: two reductions, each one kernel per leaf shape.
+    ``None`` leaves stay ``None``; empty leaves have norm 0.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> norms = tree.block_norms({"a": jnp.array([3.0, 4.0]), "b": jnp.array([1e30, 1e30])})
+        >>> float(norms["a"]), round(float(norms["b"]) / 1e30, 5)
+        (5.0, 1.41421)
+        >>> round(float(tree.block_norms({"a": jnp.array([3.0, 4.0])}, rms=True)["a"]), 5)  # 5 / sqrt(2)
+        3.53553
+    """
+    from gradtx.numerics import norm_dtype, safe_norm
+
+    leaves, treedef = jax.tree.flatten(tree)
+    leaves = [jnp.asarray(x) for x in leaves]
+    norms = [None if x.size >= PACK_BELOW else safe_norm(x) for x in leaves]
+    large = [i for i, x in enumerate(leaves) if x.size >= PACK_BELOW]
+    if large:
+        sums = [jnp.sum(jnp.square(jnp.abs(leaves[i]).astype(norm_dtype(leaves[i])))) for i in large]
+        fine = [(s >= jnp.finfo(s.dtype).tiny) & jnp.isfinite(s) for s in sums]
+
+        def rescaled(fast):
+            return [jnp.where(ok, f, safe_norm(leaves[i])) for ok, f, i in zip(fine, fast, large)]
+
+        fast = [jnp.sqrt(s) for s in sums]
+        fast = jax.lax.cond(jnp.all(jnp.stack(fine)), lambda fast: fast, rescaled, fast)
+        for i, n in zip(large, fast):
+            norms[i] = n
+    if rms:
+        norms = [n / jnp.sqrt(jnp.asarray(max(x.size, 1), n.dtype)) for n, x in zip(norms, leaves)]
+    return jax.tree.unflatten(treedef, norms)
+
+
 def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:
     """``fill_value`` with the shape, dtype and sharding of ``x``.
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import tree
+from gradtx import numerics, tree
 
 A = {"x": jnp.asarray([1.0, -2.0]), "y": [jnp.asarray(3.0), jnp.asarray([[4.0, -5.0]])]}
 B = {"x": jnp.asarray([0.5, 0.5]), "y": [jnp.asarray(-1.0), jnp.asarray([[2.0, 1.0]])]}
@@ -119,3 +119,46 @@ def test_packing_concatenates_only_small_leaves_and_only_on_one_device():
     parts = tree._packed([jnp.ones(3), jnp.ones(tree.PACK_BELOW), jnp.ones((2, 2))])
     assert [p.shape for p in parts] == [(tree.PACK_BELOW,), (7,)]
     assert len(tree._packed([jnp.ones(3)])) == 1
+
+
+# --------------------------------- block norms (clip_by_block_rms, trust ratios, parameter scales)
+
+
+def block_tree(scale):
+    """Large leaves (one at ``scale``, one always at 1), a small bfloat16 leaf and a complex leaf at
+    ``scale``, a None and an empty leaf: at 1e30 and 1e-30 one large leaf leaves the fast path."""
+    rng = np.random.default_rng(1)
+    n = tree.PACK_BELOW
+    return {"big": jnp.asarray(rng.normal(size=(2, n // 2 + 5)) * scale, jnp.float32),
+            "steady": jnp.asarray(rng.normal(size=n + 7), jnp.float32),
+            "small": jnp.asarray(rng.normal(size=(3, 4)) * scale, jnp.bfloat16),
+            "complex": jnp.asarray(rng.normal(size=5) + 1j * rng.normal(size=5), jnp.complex64) * scale,
+            "none": None, "empty": jnp.zeros((0, 3))}
+
+
+def numpy_block_norm(x, rms):
+    a = np.abs(np.asarray(x, np.complex128)).ravel()
+    top = a.max(initial=0.0)
+    norm = top * np.sqrt(np.sum((a / top) ** 2)) if top > 0 else 0.0
+    return norm / np.sqrt(max(a.size, 1)) if rms else norm
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30, 0.0])
+@pytest.mark.parametrize("rms", [False, True])
+def test_block_norms_equal_numpy_and_safe_norm_leaf_by_leaf(scale, rms):
+    t = block_tree(scale)
+    for got in (tree.block_norms(t, rms), jax.jit(lambda t: tree.block_norms(t, rms))(t)):
+        assert jax.tree.structure(got) == jax.tree.structure(t)
+        for (path, x), norm in zip(tree.leaves_with_path(t), jax.tree.leaves(got)):
+            assert norm.shape == () and norm.dtype == numerics.norm_dtype(x), tree.path_str(path)
+            reference = float(numerics.safe_rms(x) if rms else numerics.safe_norm(x))
+            np.testing.assert_allclose(float(norm), numpy_block_norm(x, rms), rtol=2e-6, err_msg=tree.path_str(path))
+            np.testing.assert_allclose(float(norm), reference, rtol=2e-6, err_msg=tree.path_str(path))
+
+
+def test_block_norms_keep_inf_and_nan_where_the_leaf_has_them():
+    n = tree.PACK_BELOW
+    t = {"inf": jnp.ones(n).at[3].set(jnp.inf), "nan": jnp.ones(n).at[3].set(jnp.nan), "fine": jnp.full(n, 2.0)}
+    got = jax.jit(tree.block_norms)(t)
+    assert float(got["inf"]) == np.inf and np.isnan(float(got["nan"]))
+    np.testing.assert_allclose(float(got["fine"]), 2.0 * np.sqrt(n), rtol=1e-6)
