@@ -55,6 +55,28 @@ class EmptyState(NamedTuple):
     """The state of a transform that keeps none."""
 
 
+def check_state(who: str, state: Any, kind: type) -> None:
+    """Raise a ``TypeError`` naming ``who`` when ``state`` is not the ``kind`` of state its ``init`` makes.
+
+    For wrappers, whose state holds the inner optimizer's: given the inner state
+    by mistake, they say so instead of failing on a missing field.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> inner = gradtx.sgd(0.1)
+        >>> gradtx.apply_if_finite(inner, 3).update(jnp.ones(2), inner.init(jnp.ones(2)))
+        Traceback (most recent call last):
+        ...
+        TypeError: apply_if_finite was given a state of type tuple, not the ApplyIfFiniteState its init makes; ...
+    """
+    if not isinstance(state, kind):
+        raise TypeError(
+            f"{who} was given a state of type {type(state).__name__}, not the {kind.__name__} its init makes; "
+            f"was it the inner optimizer's state? Pass the state from {who}'s own init "
+            "(update takes updates, state, params in that order)"
+        )
+
+
 def identity() -> GradientTransformation:
     """The transform that returns its updates unchanged and keeps no state."""
 

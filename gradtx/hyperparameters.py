@@ -42,14 +42,28 @@ def _is_concrete_number(value: Any) -> bool:
     return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, bool)
 
 
+def _concrete_value(value: Any) -> Any:
+    """``value`` as a Python number when it is one, or a 0-d numeric array whose value is
+    known now (not traced under ``jit``); otherwise None."""
+    if _is_concrete_number(value):
+        return value.item() if isinstance(value, np.generic) else value
+    if not isinstance(value, (jax.Array, np.ndarray)) or np.ndim(value) != 0 or value.dtype == bool:
+        return None
+    try:
+        return np.asarray(value).item()
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
 def check_range(
     name: str, value: Any, low: float | None = None, high: float | None = None,
     *, low_open: bool = False, high_open: bool = False,
 ) -> Any:
-    """Validate a hyperparameter given as a Python number; arrays and schedules pass.
+    """Validate a hyperparameter given as a number or a 0-d array; schedules and traced values pass.
 
     Raises ``ValueError`` naming the argument and its value when it lies outside
-    ``[low, high]`` (``(low`` / ``high)`` when open), or is not finite.
+    ``[low, high]`` (``(low`` / ``high)`` when open), or is not finite. A value
+    traced under ``jit`` is not known when the optimizer is built, and passes.
 
     Example:
         >>> from gradtx.hyperparameters import check_range
@@ -58,17 +72,18 @@ def check_range(
         ...
         ValueError: b1 must be in [0.0, 1.0), got 1.5
     """
-    if callable(value) or not _is_concrete_number(value):
+    number = None if callable(value) else _concrete_value(value)
+    if number is None:
         return value
-    if isinstance(value, complex):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    below = low is not None and (value <= low if low_open else value < low)
-    above = high is not None and (value >= high if high_open else value > high)
-    if below or above or not np.isfinite(value):
+    if isinstance(number, complex):
+        raise ValueError(f"{name} must be a real number, got {number!r}")
+    below = low is not None and (number <= low if low_open else number < low)
+    above = high is not None and (number >= high if high_open else number > high)
+    if below or above or not np.isfinite(number):
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
         interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise ValueError(f"{name} must be in {interval}, got {number!r}")
     return value
 
 

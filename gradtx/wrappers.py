@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, Updates
+from gradtx.base import GradientTransformation, Params, Updates, check_state
 from gradtx.hyperparameters import Hyperparams, check_range
 from gradtx.numerics import moments_like, safe_increment, zero_count
 
@@ -107,6 +107,7 @@ class MultiSteps:
         )
 
     def update(self, updates, state, params=None, **extra_args):
+        check_state("MultiSteps", state, MultiStepsState)
         _tree.check_same_structure(state.acc_grads, updates, "the tree this state was built for", "the updates")
         k = self._k(state.gradient_step)
         acc = jax.tree.map(lambda a, g: (a + g).astype(a.dtype), state.acc_grads, updates)
@@ -171,6 +172,7 @@ def apply_every(k: int = 1) -> GradientTransformation:
         return ApplyEveryState(zero_count(), _tree.zeros_like(params))
 
     def update(updates, state, params=None, **extra_args):
+        check_state("apply_every", state, ApplyEveryState)
         _tree.check_same_structure(state.grad_acc, updates, "the tree this state was built for", "the updates")
         count = safe_increment(state.count)
         emit = count % k == 0
@@ -216,6 +218,7 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
         return ApplyIfFiniteState(zero_count(), jnp.asarray(True), zero_count(), inner.init(params))
 
     def update(updates, state, params=None, **extra_args):
+        check_state("apply_if_finite", state, ApplyIfFiniteState)
         finite = _all_finite(updates)
         notfinite_count = jnp.where(finite, 0, safe_increment(state.notfinite_count)).astype(jnp.int32)
         apply = finite | (notfinite_count > max_consecutive_errors)
@@ -289,6 +292,7 @@ def lookahead(
         return LookaheadState(fast_optimizer.init(params.fast), zero_count(), hp.init())
 
     def update(updates, state, params=None, **extra_args):
+        check_state("lookahead", state, LookaheadState)
         if not isinstance(params, LookaheadParams):
             raise TypeError("lookahead needs the parameters as LookaheadParams(fast, slow) in update")
         grads = updates.fast if isinstance(updates, LookaheadParams) else updates

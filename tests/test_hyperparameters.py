@@ -228,3 +228,18 @@ def test_hyperparams_are_found_and_set_through_every_wrapper(wrap, inner_steps):
     hp = gradtx.hyperparams(state)
     assert hp["weight_decay"] == pytest.approx(0.02) and hp["b1"] == pytest.approx(0.9)
     assert hp["learning_rate"] == pytest.approx(0.1 / (1 + inner_steps))  # the value for the next inner step
+
+
+@pytest.mark.parametrize("given", [jnp.asarray(1.5), np.asarray(1.5), np.float32(1.5), jnp.asarray(1.5, jnp.bfloat16)])
+def test_a_known_array_hyperparameter_is_range_checked_like_a_number(given):
+    with pytest.raises(ValueError, match=r"^b1 must be in \[0.0, 1.0\), got 1.5$"):
+        gradtx.adam(b1=given)
+    with pytest.raises(ValueError, match=r"^learning_rate must be a real number, got \(1\+2j\)$"):
+        gradtx.sgd(jnp.asarray(1 + 2j))
+    assert float(gradtx.hyperparams(gradtx.adam(b1=jnp.asarray(0.5)).init(jnp.ones(2)))["b1"]) == 0.5
+
+
+def test_a_traced_hyperparameter_is_not_checked_when_the_optimizer_is_built():
+    # under jit the value is not known yet: the optimizer builds, and stores what it was given
+    b1 = jax.jit(lambda b1: gradtx.hyperparams(gradtx.adam(b1=b1).init(jnp.ones(2)))["b1"])(1.5)
+    assert float(b1) == 1.5

@@ -162,3 +162,20 @@ def test_flatten_equals_the_leafwise_transform():
         p1, p2 = gradtx.apply_updates(p1, u1), gradtx.apply_updates(p2, u2)
     close(p1, p2)
     assert len(jax.tree.leaves(s1[0].mu)) == 1
+
+
+@pytest.mark.parametrize("who, wrap", [
+    ("MultiSteps", lambda inner: gradtx.MultiSteps(inner, 2)),
+    ("apply_if_finite", lambda inner: gradtx.apply_if_finite(inner, 3)),
+    ("lookahead", lambda inner: gradtx.lookahead(inner, 5, 0.5)),
+])
+def test_a_wrapper_given_its_inner_optimizers_state_says_so(who, wrap):
+    inner, p = gradtx.adam(1e-3), {"w": jnp.ones(3)}
+    params = gradtx.LookaheadParams(p, p) if who == "lookahead" else p
+    with pytest.raises(TypeError, match=f"^{who} was given a state of type tuple, not the \\w+State its init makes"):
+        wrap(inner).update(p, inner.init(p), params)
+
+
+def test_apply_every_given_another_state_says_so():
+    with pytest.raises(TypeError, match="^apply_every was given a state of type EmptyState"):
+        gradtx.apply_every(2).update(jnp.ones(2), gradtx.EmptyState())
