@@ -208,8 +208,13 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
         unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
         return unit * jnp.sqrt(total(lambda x: jnp.square(magnitude(x) / unit), jnp.sum, jax.lax.psum))
 
-    out_of_range = ~jnp.isfinite(squares) | (squares < jnp.finfo(dtype).tiny)
-    return jax.lax.cond(out_of_range, rescaled, lambda _: jnp.sqrt(squares), None)
+    return jax.lax.cond(_out_of_range(squares), rescaled, lambda _: jnp.sqrt(squares), None)
+
+
+def _out_of_range(squares: jax.Array) -> jax.Array:
+    """Whether a sum of squares overflowed or fell below the smallest normal number, so
+    that the norm must be recomputed scaled by the largest entry (also true for 0)."""
+    return ~jnp.isfinite(squares) | (squares < jnp.finfo(squares.dtype).tiny)
 
 
 PACK_BELOW = 1 << 16
@@ -270,13 +275,13 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
     large = [i for i, x in enumerate(leaves) if x.size >= PACK_BELOW]
     if large:
         sums = [jnp.sum(jnp.square(jnp.abs(leaves[i]).astype(norm_dtype(leaves[i])))) for i in large]
-        fine = [(s >= jnp.finfo(s.dtype).tiny) & jnp.isfinite(s) for s in sums]
+        redo = [_out_of_range(s) for s in sums]
 
         def rescaled(fast):
-            return [jnp.where(ok, f, safe_norm(leaves[i])) for ok, f, i in zip(fine, fast, large)]
+            return [jnp.where(r, safe_norm(leaves[i]), f) for r, f, i in zip(redo, fast, large)]
 
         fast = [jnp.sqrt(s) for s in sums]
-        fast = jax.lax.cond(jnp.all(jnp.stack(fine)), lambda fast: fast, rescaled, fast)
+        fast = jax.lax.cond(jnp.any(jnp.stack(redo)), rescaled, lambda fast: fast, fast)
         for i, n in zip(large, fast):
             norms[i] = n
     if rms:

@@ -251,21 +251,12 @@ def check_properties(name: str, case: Case) -> None:
             params = new
 
 
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("name", sorted(ROWS))  # every optimizer, transform and wrapper
 @SETTINGS
 @given(case=cases())
 @example(case=FIXED)
 @example(case=FIXED_X64)
-def test_optimizer_properties(name, case):
-    check_properties(name, case)
-
-
-@pytest.mark.parametrize("name", sorted(TRANSFORMS))
-@SETTINGS
-@given(case=cases())
-@example(case=FIXED)
-@example(case=FIXED_X64)
-def test_transform_properties(name, case):
+def test_properties(name, case):
     check_properties(name, case)
 
 
