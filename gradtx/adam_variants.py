@@ -20,7 +20,8 @@ from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
 from gradtx.combine import _mask_tree, chain
 from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range
 from gradtx.moments import (
-    ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _check, _magnitudes, _moment, _zeros,
+    ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _bias_reciprocals, _check, _magnitudes, _moment,
+    _zeros,
 )
 from gradtx.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
 from gradtx.optimizers import Mask
@@ -39,8 +40,9 @@ def _adam_step(g, m, v, h, count, nesterov=False, eps_root_in_sqrt=True):
     """Adam's bias-corrected ``m_hat`` and step ``m_hat / (sqrt(v_hat + eps_root) + eps)`` for a given ``v``."""
     dtype = compute_dtype(g, m, v)
     b1, b2, eps, eps_root = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-    m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1, count, nesterov)
-    v_hat = bias_correction(v.astype(real_dtype(dtype)), b2, count) + (eps_root if eps_root_in_sqrt else 0)
+    c1, c1_next, c2 = _bias_reciprocals(b1, b2, count)
+    m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1, c1, c1_next, nesterov)
+    v_hat = v.astype(real_dtype(dtype)) * c2 + (eps_root if eps_root_in_sqrt else 0)
     return m_hat, m_hat / (jnp.sqrt(v_hat) + eps)
 
 

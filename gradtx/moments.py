@@ -177,11 +177,18 @@ def _adam_hyperparams(b1, b2, eps, eps_root) -> Hyperparams:
     )
 
 
-def _adam_first_moment(g, m, b1, count, nesterov):
-    """The bias-corrected first moment; Nesterov's look-ahead form when asked (Dozat, 2016)."""
-    if not nesterov:
-        return bias_correction(m, b1, count)
-    return b1 * bias_correction(m, b1, safe_increment(count)) + (1 - b1) * bias_correction(g, b1, count)
+def _bias_reciprocals(b1, b2, count):
+    """``1 / (1 - b1^t)``, ``1 / (1 - b1^(t+1))`` and ``1 / (1 - b2^t)``: Adam's bias corrections
+    as factors. Multiplying by them (as XLA does under ``jit`` anyway) keeps eager and jitted
+    updates equal to the bit."""
+    t, t_next = count.astype(b1.dtype), safe_increment(count).astype(b1.dtype)
+    return 1 / (1 - b1**t), 1 / (1 - b1**t_next), 1 / (1 - b2**t)
+
+
+def _adam_first_moment(g, m, b1, c1, c1_next, nesterov):
+    """The bias-corrected first moment, given :func:`_bias_reciprocals`; Nesterov's look-ahead
+    form when asked (Dozat, 2016)."""
+    return b1 * m * c1_next + (1 - b1) * g * c1 if nesterov else m * c1
 
 
 def scale_by_adam(
@@ -222,16 +229,12 @@ def scale_by_adam(
         @functools.cache  # once per dtype, not once per leaf: the program stays small
         def constants(dtype):
             b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-            t, t_next = count.astype(b1_.dtype), safe_increment(count).astype(b1_.dtype)
-            # the reciprocals of the bias corrections 1 - b^t, multiplied in (as XLA would do
-            # under jit anyway), so that eager and jitted updates agree to the bit
-            return b1_, eps_, eps_root_, 1 / (1 - b1_**t), 1 / (1 - b1_**t_next), 1 / (1 - b2_**t)
+            return (b1_, eps_, eps_root_, *_bias_reciprocals(b1_, b2_, count))
 
         def direction(g, m, v):
             dtype = compute_dtype(g, m, v)
             b1_, eps_, eps_root_, c1, c1_next, c2 = constants(dtype)
-            m, g_ = m.astype(dtype), g.astype(dtype)
-            m_hat = b1_ * m * c1_next + (1 - b1_) * g_ * c1 if nesterov else m * c1  # Dozat's look-ahead
+            m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1_, c1, c1_next, nesterov)
             v_hat = v.astype(real_dtype(dtype)) * c2  # real, for complex g too
             return (m_hat / (jnp.sqrt(v_hat + eps_root_) + eps_)).astype(g.dtype)
 
