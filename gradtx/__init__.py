@@ -7,7 +7,8 @@ by chaining small transforms. Every hyperparameter lives in the state, where
 """
 
 from gradtx import checkpoint, distributed, tree
-from gradtx.base import (
+
+from gradtx.core.base import (
     EmptyState,
     GradientTransformation,
     apply_updates,
@@ -17,8 +18,8 @@ from gradtx.base import (
     set_to_zero,
     stateless,
 )
-from gradtx.clipping import ClipState, clip, clip_by_global_norm
-from gradtx.combine import (
+from gradtx.transforms.clipping import ClipState, clip, clip_by_global_norm
+from gradtx.transforms.combine import (
     ConditionalState,
     MaskedNode,
     MaskedState,
@@ -34,7 +35,7 @@ from gradtx.combine import (
     selective_transform,
     with_extra_args_support,
 )
-from gradtx.hyperparameters import (
+from gradtx.core.hyperparams import (
     InjectHyperparamsState,
     Scheduled,
     hyperparams,
@@ -42,7 +43,7 @@ from gradtx.hyperparameters import (
     set_hyperparams,
     step_count,
 )
-from gradtx.moments import (
+from gradtx.optimizers.adam import (
     EmaState,
     ScaleByAdamState,
     ScaleByAmsgradState,
@@ -59,8 +60,8 @@ from gradtx.moments import (
     scale_by_stddev,
     trace,
 )
-from gradtx.microbatch import microbatch
-from gradtx.optimizers import (
+from gradtx.microbatching import microbatch
+from gradtx.optimizers.sgd import (
     adagrad,
     adam,
     adamax,
@@ -72,8 +73,8 @@ from gradtx.optimizers import (
     rmsprop,
     sgd,
 )
-from gradtx.paths import path_labels, path_mask
-from gradtx.regularizers import AddDecayedWeightsState, add_decayed_weights
+from gradtx.transforms.masking import path_labels, path_mask
+from gradtx.transforms.regularizers import AddDecayedWeightsState, add_decayed_weights
 from gradtx.schedules import (
     constant_schedule,
     cosine_annealing_warm_restarts_schedule,
@@ -96,7 +97,7 @@ from gradtx.schedules import (
     warmup_exponential_decay_schedule,
     warmup_stable_decay_schedule,
 )
-from gradtx.scaling import (
+from gradtx.transforms.scaling import (
     ReduceOnPlateauState,
     ScaleByScheduleState,
     ScaleState,
@@ -106,7 +107,7 @@ from gradtx.scaling import (
     scale_by_schedule,
 )
 
-from gradtx.wrappers import (
+from gradtx.transforms.wrappers import (
     ApplyEveryState,
     ApplyIfFiniteState,
     LookaheadParams,
@@ -122,7 +123,7 @@ from gradtx.wrappers import (
 )
 
 # --- issue 3, helper A: imports ---
-from gradtx.adam_variants import (
+from gradtx.optimizers.adam_variants import (
     ScaleByAdaDeltaState,
     ScaleByAdanState,
     ScaleByNovogradState,
@@ -139,8 +140,8 @@ from gradtx.adam_variants import (
     scale_by_yogi,
     yogi,
 )
-from gradtx.factored import FactoredState, ScaleBySM3State, adafactor, scale_by_factored_rms, scale_by_sm3, sm3
-from gradtx.sign import (
+from gradtx.optimizers.factored import FactoredState, ScaleBySM3State, adafactor, scale_by_factored_rms, scale_by_sm3, sm3
+from gradtx.optimizers.sign import (
     ScaleByLionState,
     ScaleByRpropState,
     lion,
@@ -152,13 +153,13 @@ from gradtx.sign import (
     signum,
 )
 # --- issue 3, helper B: imports ---
-from gradtx.clipping import (
+from gradtx.transforms.clipping import (
     adaptive_grad_clip,
     clip_by_block_rms,
     per_example_global_norm_clip,
     per_example_layer_norm_clip,
 )
-from gradtx.layerwise import (
+from gradtx.optimizers.layerwise import (
     NormalizeByUpdateNormState,
     ScaleByParamBlockState,
     ScaleByTrustRatioState,
@@ -170,13 +171,13 @@ from gradtx.layerwise import (
     scale_by_param_block_rms,
     scale_by_trust_ratio,
 )
-from gradtx.optimistic import (
+from gradtx.optimizers.optimistic import (
     ScaleByOptimisticGradientState,
     optimistic_adam_v2,
     optimistic_gradient_descent,
     scale_by_optimistic_gradient,
 )
-from gradtx.regularizers import (
+from gradtx.transforms.regularizers import (
     AddNoiseState,
     ZeroNansState,
     add_noise,
@@ -185,7 +186,7 @@ from gradtx.regularizers import (
     noisy_sgd,
     zero_nans,
 )
-from gradtx.step_size import (
+from gradtx.optimizers.step_size import (
     DoGState,
     ScaleByPolyakState,
     dog,
@@ -194,9 +195,9 @@ from gradtx.step_size import (
     scale_by_polyak,
 )
 # --- issue 3, helper C: imports ---
-from gradtx.averaging import ScaleByAsgdState, asgd, scale_by_asgd
-from gradtx.lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs
-from gradtx.linesearch import (
+from gradtx.optimizers.averaging import ScaleByAsgdState, asgd, scale_by_asgd
+from gradtx.optimizers.lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs
+from gradtx.transforms.linesearch import (
     BacktrackingLinesearchInfo,
     ScaleByBacktrackingLinesearchState,
     ScaleByZoomLinesearchState,

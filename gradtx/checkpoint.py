@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import tree as _tree
+from gradtx.core import tree as _tree
 
 _MANIFEST = "__gradtx_manifest__"
 _FORMAT = "gradtx-state-v1"

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradtx.base import GradientTransformation, Params
+from gradtx.core.base import GradientTransformation, Params
 
 PyTree = Any
 AxisNames = str | Sequence[str]

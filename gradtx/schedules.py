@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-# gradtx.base defines the same alias; a local one keeps this module free of the core.
+# gradtx.core.base defines the same alias; a local one keeps this module free of the core.
 Schedule = Callable[[int | float | jax.Array], jax.Array]
 
 __all__ = [

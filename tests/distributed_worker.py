@@ -315,14 +315,14 @@ def global_statistic_transforms():
         "adam+clip_by_global_norm": lambda: gradtx.chain(
             gradtx.scale_by_adam(), gradtx.clip_by_global_norm(0.5), gradtx.scale_by_learning_rate(1e-2)),
     }
-    from gradtx import clipping
+    from gradtx.transforms import clipping
 
     if hasattr(clipping, "clip_by_block_rms"):
         found["clip_by_block_rms"] = lambda: gradtx.chain(clipping.clip_by_block_rms(0.05), gradtx.sgd(0.1))
     if hasattr(clipping, "adaptive_grad_clip"):
         found["adaptive_grad_clip"] = lambda: gradtx.chain(clipping.adaptive_grad_clip(0.01), gradtx.sgd(0.1))
     try:
-        from gradtx import layerwise
+        from gradtx.optimizers import layerwise
     except ImportError:
         layerwise = None
     if layerwise is not None and hasattr(layerwise, "scale_by_trust_ratio"):
@@ -446,12 +446,12 @@ def check_sharded():
 
 def axis_name_transforms() -> dict:
     """The transforms with a global statistic that take ``axis_name``, each in a chain with Adam."""
-    from gradtx import clipping
+    from gradtx.transforms import clipping
 
     found = {"clip_by_global_norm": lambda a: gradtx.chain(clipping.clip_by_global_norm(1.0, axis_name=a),
                                                             gradtx.adam(0.1))}
     try:
-        from gradtx import layerwise
+        from gradtx.optimizers import layerwise
     except ImportError:
         return found
     if "axis_name" in inspect.signature(getattr(layerwise, "scale_by_trust_ratio", lambda: None)).parameters:

@@ -232,7 +232,7 @@ def test_none_leaves_and_zero_gradients_against_the_references(mode):
 
 def test_radam_rho_is_exact_in_float32():
     """rho_5 = 4.996 for b2 = 0.999: the naive float32 formula is off by ~1e-2, gradtx's form by ~1e-6."""
-    from gradtx.adam_variants import _sma_length
+    from gradtx.optimizers.adam_variants import _sma_length
 
     for b2 in [0.999, 0.99, 0.9, 0.5, 0.9999]:
         b = float(np.float32(b2))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import numerics, tree
+from gradtx.core import numerics
+from gradtx.core import tree
 
 A = {"x": jnp.asarray([1.0, -2.0]), "y": [jnp.asarray(3.0), jnp.asarray([[4.0, -5.0]])]}
 B = {"x": jnp.asarray([0.5, 0.5]), "y": [jnp.asarray(-1.0), jnp.asarray([[2.0, 1.0]])]}

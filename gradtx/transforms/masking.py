@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 import jax
 from jax.tree_util import GetAttrKey
 
-from gradtx import tree as _tree
+from gradtx.core import tree as _tree
 
 PyTree = Any
 _VARIABLE_ATTRIBUTES = ("value", "raw_value")

@@ -1,6 +1,6 @@
 """Adam's relatives: AdaBelief, Yogi, RAdam, Adan, NovoGrad, and the older AdaDelta.
 
-Each ``scale_by_*`` is one paper's direction, built from :mod:`gradtx.moments`'
+Each ``scale_by_*`` is one paper's direction, built from :mod:`gradtx.optimizers.adam`'
 pieces; each optimizer chains it with weight decay (where it has one) and the
 learning rate. With float32 gradients above ~1.8e19 the squared moments
 overflow to ``+inf``, which no float32 state can avoid; the arithmetic is
@@ -15,18 +15,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
-from gradtx.combine import _mask_tree, chain
-from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range
-from gradtx.moments import (
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.transforms.combine import _mask_tree, chain
+from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range
+from gradtx.optimizers.adam import (
     ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _bias_reciprocals, _check, _magnitudes, _moment,
     _zeros,
 )
-from gradtx.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers import Mask
-from gradtx.regularizers import add_decayed_weights
-from gradtx.scaling import scale_by_learning_rate
+from gradtx.core.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
+from gradtx.optimizers.sgd import Mask
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 def _split(tuples: Any, like: Any, n: int) -> tuple[Any, ...]:

@@ -13,12 +13,12 @@ from typing import Any, NamedTuple
 
 import jax
 
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
-from gradtx.combine import chain
-from gradtx.hyperparameters import Hyperparams, check_nonnegative
-from gradtx.moments import _as, _check, _unzip, _zeros, scale_by_adam
-from gradtx.numerics import compute_dtype, safe_increment, zero_count
-from gradtx.scaling import scale_by_learning_rate
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.transforms.combine import chain
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative
+from gradtx.optimizers.adam import _as, _check, _unzip, _zeros, scale_by_adam
+from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 class ScaleByOptimisticGradientState(NamedTuple):

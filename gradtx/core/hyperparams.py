@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx import tree as _tree
+from gradtx.core import tree as _tree
 
 HYPERPARAMS_FIELD = "hyperparams"
 
@@ -66,7 +66,7 @@ def check_range(
     traced under ``jit`` is not known when the optimizer is built, and passes.
 
     Example:
-        >>> from gradtx.hyperparameters import check_range
+        >>> from gradtx.core.hyperparams import check_range
         >>> check_range("b1", 1.5, 0.0, 1.0, high_open=True)
         Traceback (most recent call last):
         ...
@@ -134,7 +134,7 @@ class Hyperparams:
         return value.astype(float_dtype())
 
     def init(self) -> dict[str, Any]:
-        from gradtx.numerics import zero_count
+        from gradtx.core.numerics import zero_count
 
         return {
             name: Scheduled(self._evaluate(name, zero_count())) if name in self.scheduled
@@ -332,8 +332,8 @@ def inject_hyperparams(
     signature = inspect.signature(inner_factory)
 
     def build(*args: Any, **kwargs: Any):
-        from gradtx.base import GradientTransformation
-        from gradtx.numerics import safe_increment, zero_count
+        from gradtx.core.base import GradientTransformation
+        from gradtx.core.numerics import safe_increment, zero_count
 
         given = dict(signature.bind(*args, **kwargs).arguments)
         schedules = {k: v for k, v in given.items() if k not in static and callable(v)}

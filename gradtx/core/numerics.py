@@ -18,7 +18,7 @@ def safe_increment(count: jax.Array) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import safe_increment
+        >>> from gradtx.core.numerics import safe_increment
         >>> int(safe_increment(jnp.asarray(2**31 - 1, jnp.int32)))
         2147483647
     """
@@ -43,7 +43,7 @@ def scalar_loss(value, who: str) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import scalar_loss
+        >>> from gradtx.core.numerics import scalar_loss
         >>> scalar_loss(jnp.ones(4), "scale_by_polyak")
         Traceback (most recent call last):
         ...
@@ -66,7 +66,7 @@ def compute_dtype(*arrays: jax.Array):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import compute_dtype
+        >>> from gradtx.core.numerics import compute_dtype
         >>> compute_dtype(jnp.ones(1, jnp.bfloat16)), compute_dtype(jnp.ones(1, jnp.float32), jnp.ones(1, jnp.bfloat16))
         (dtype('float32'), dtype('float32'))
     """
@@ -86,7 +86,7 @@ def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import safe_norm
+        >>> from gradtx.core.numerics import safe_norm
         >>> round(float(safe_norm(jnp.array([3e30, 4e30]))) / 1e30, 5)
         5.0
     """
@@ -116,7 +116,7 @@ def real_dtype(dtype):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import real_dtype
+        >>> from gradtx.core.numerics import real_dtype
         >>> real_dtype(jnp.complex64), real_dtype(jnp.bfloat16)
         (dtype('float32'), dtype(bfloat16))
     """
@@ -132,7 +132,7 @@ def abs_sq(x: jax.Array) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import abs_sq
+        >>> from gradtx.core.numerics import abs_sq
         >>> abs_sq(jnp.array([3 + 4j, -2j])).tolist()
         [25.0, 4.0]
     """
@@ -152,7 +152,7 @@ def moment_dtype(x: jax.Array, dtype=None):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import moment_dtype
+        >>> from gradtx.core.numerics import moment_dtype
         >>> moment_dtype(jnp.ones(1, jnp.complex64), jnp.bfloat16), moment_dtype(jnp.ones(1), jnp.bfloat16)
         (dtype('complex64'), dtype(bfloat16))
     """
@@ -176,7 +176,7 @@ def magnitude_dtype(x: jax.Array, dtype=None):
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import magnitude_dtype
+        >>> from gradtx.core.numerics import magnitude_dtype
         >>> [str(magnitude_dtype(jnp.ones(1, d))) for d in (jnp.complex64, jnp.float16, jnp.bfloat16)]
         ['float32', 'float32', 'bfloat16']
     """
@@ -188,14 +188,14 @@ def magnitude_dtype(x: jax.Array, dtype=None):
 
 def moments_like(tree, dtype=None):
     """Zeros shaped and sharded like each leaf, in :func:`moment_dtype` (complex leaves stay complex)."""
-    from gradtx import tree as _tree
+    from gradtx.core import tree as _tree
 
     return jax.tree.map(lambda x: _tree.zeros_like(x, moment_dtype(x, dtype)), tree)
 
 
 def magnitudes_like(tree, fill_value=0, dtype=None):
     """``fill_value`` shaped and sharded like each leaf, in :func:`magnitude_dtype` (real, float32 for float16)."""
-    from gradtx import tree as _tree
+    from gradtx.core import tree as _tree
 
     return jax.tree.map(lambda x: _tree.full_like(x, fill_value, magnitude_dtype(x, dtype)), tree)
 
@@ -208,13 +208,13 @@ def check_real(who: str, tree, why: str = "it orders values, and complex numbers
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.numerics import check_real
+        >>> from gradtx.core.numerics import check_real
         >>> check_real("clamp", {"b": jnp.ones(1), "w": jnp.ones(2, jnp.complex64)})
         Traceback (most recent call last):
         ...
         TypeError: clamp does not support complex parameters: 'w' is complex64 (it orders values, and complex numbers have no order)
     """
-    from gradtx import tree as _tree
+    from gradtx.core import tree as _tree
 
     for path, leaf in _tree.leaves_with_path(tree):
         if jnp.iscomplexobj(leaf):

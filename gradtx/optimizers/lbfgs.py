@@ -21,13 +21,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, ScalarOrSchedule, Updates, stateless
-from gradtx.combine import chain
-from gradtx.hyperparameters import check_range, float_dtype
-from gradtx.linesearch import scale_by_zoom_linesearch
-from gradtx.numerics import compute_dtype, safe_increment, zero_count
-from gradtx.scaling import scale_by_learning_rate
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule, Updates, stateless
+from gradtx.transforms.combine import chain
+from gradtx.core.hyperparams import check_range, float_dtype
+from gradtx.transforms.linesearch import scale_by_zoom_linesearch
+from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 class ScaleByLBFGSState(NamedTuple):

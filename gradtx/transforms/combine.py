@@ -8,8 +8,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, PyTree
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, PyTree
 
 _INTEGER_PARAMS = (
     "an optimizer cannot take fractional steps on an integer parameter (and would keep integer moments); "
@@ -257,7 +257,7 @@ def freeze(mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
         >>> updates["w"].tolist(), updates["b"].tolist()
         ([0.0], [1.0])
     """
-    from gradtx.base import set_to_zero
+    from gradtx.core.base import set_to_zero
 
     return masked(set_to_zero(), mask)
 
@@ -277,7 +277,7 @@ def selective_transform(
         >>> updates["w"].tolist(), updates["b"].tolist()
         ([-0.5], [0.0])
     """
-    from gradtx.base import set_to_zero
+    from gradtx.core.base import set_to_zero
 
     def labels(params):
         mask = _mask_tree(freeze_mask, params)
@@ -297,7 +297,7 @@ class ConditionalState(NamedTuple):
 
 
 def _conditional(inner, should_transform_fn, forward_extra_args, on_skip):
-    from gradtx.numerics import safe_increment, zero_count
+    from gradtx.core.numerics import safe_increment, zero_count
 
     def init(params):
         return ConditionalState(zero_count(), inner.init(params))

@@ -6,11 +6,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.combine import masked
-from gradtx.hyperparameters import Hyperparams, check_nonnegative
-from gradtx.numerics import safe_increment, zero_count
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule
+from gradtx.transforms.combine import masked
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative
+from gradtx.core.numerics import safe_increment, zero_count
 
 
 class AddDecayedWeightsState(NamedTuple):
@@ -61,9 +61,9 @@ def add_decayed_weights(
 import jax.numpy as jnp  # noqa: E402 - this section's own imports
 import numpy as np  # noqa: E402
 
-from gradtx.base import EmptyState  # noqa: E402
-from gradtx.combine import chain  # noqa: E402
-from gradtx.scaling import scale_by_learning_rate  # noqa: E402
+from gradtx.core.base import EmptyState  # noqa: E402
+from gradtx.transforms.combine import chain  # noqa: E402
+from gradtx.transforms.scaling import scale_by_learning_rate  # noqa: E402
 
 
 def centralize() -> GradientTransformation:
@@ -184,7 +184,7 @@ def keep_params_nonnegative() -> GradientTransformation:
         >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(params), params)[0].tolist()
         [-1.0, 0.5]
     """
-    from gradtx.numerics import check_real
+    from gradtx.core.numerics import check_real
 
     why = "complex numbers are neither negative nor non-negative"
 

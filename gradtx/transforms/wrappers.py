@@ -11,10 +11,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, Updates, check_state
-from gradtx.hyperparameters import Hyperparams, check_range
-from gradtx.numerics import moments_like, safe_increment, zero_count
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, Updates, check_state
+from gradtx.core.hyperparams import Hyperparams, check_range
+from gradtx.core.numerics import moments_like, safe_increment, zero_count
 
 
 def _zeros_like_updates(updates: Updates) -> Updates:

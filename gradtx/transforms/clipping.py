@@ -7,10 +7,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation
-from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive
-from gradtx.numerics import norm_dtype, safe_norm
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive
+from gradtx.core.numerics import norm_dtype, safe_norm
 
 
 class ClipState(NamedTuple):
@@ -61,7 +61,7 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
 
     Under ``shard_map`` or ``pmap`` with the updates split across a mapped
     axis, pass that axis as ``axis_name``: the norm is then the norm of the
-    whole tree, summed over the devices (see :func:`gradtx.tree.norm`). Leave it
+    whole tree, summed over the devices (see :func:`gradtx.core.tree.norm`). Leave it
     ``None`` under ``jit`` with sharded arrays and when every device holds the
     whole (averaged) gradient.
 

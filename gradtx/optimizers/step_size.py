@@ -11,14 +11,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, ScalarOrSchedule
-from gradtx.combine import chain
-from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
-from gradtx.layerwise import Mask
-from gradtx.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
-from gradtx.regularizers import add_decayed_weights
-from gradtx.scaling import _scheduled_scale, _times, scale_by_learning_rate
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule
+from gradtx.transforms.combine import chain
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.optimizers.layerwise import Mask
+from gradtx.core.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import _scheduled_scale, _times, scale_by_learning_rate
 
 
 def _ratio(numerator, denominator, where_zero):

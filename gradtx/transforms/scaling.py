@@ -7,9 +7,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx.base import GradientTransformation, ScalarOrSchedule
-from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range, float_dtype
-from gradtx.numerics import safe_increment, scalar_loss, zero_count
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_range, float_dtype
+from gradtx.core.numerics import safe_increment, scalar_loss, zero_count
 
 
 def _times(updates, factor):

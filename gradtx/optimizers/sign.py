@@ -14,16 +14,16 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.adam_variants import _split
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
-from gradtx.combine import chain
-from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
-from gradtx.moments import _as, _check, _magnitudes, _moment, _zeros, ema
-from gradtx.numerics import compute_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers import Mask
-from gradtx.regularizers import add_decayed_weights
-from gradtx.scaling import scale_by_learning_rate
+from gradtx.core import tree as _tree
+from gradtx.optimizers.adam_variants import _split
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
+from gradtx.transforms.combine import chain
+from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
+from gradtx.optimizers.adam import _as, _check, _magnitudes, _moment, _zeros, ema
+from gradtx.core.numerics import compute_dtype, real_dtype, safe_increment, zero_count
+from gradtx.optimizers.sgd import Mask
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 def _renamed(inner: GradientTransformation, **names: str) -> GradientTransformation:

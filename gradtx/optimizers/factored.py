@@ -15,19 +15,19 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.adam_variants import _split
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates
-from gradtx.clipping import clip_by_block_rms
-from gradtx.combine import chain
-from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
-from gradtx.moments import _as, _check, ema
-from gradtx.numerics import abs_sq, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers import Mask
-from gradtx.regularizers import add_decayed_weights
-from gradtx.layerwise import scale_by_param_block_rms
-from gradtx.scaling import scale_by_learning_rate
-from gradtx.sign import _negate, _renamed
+from gradtx.core import tree as _tree
+from gradtx.optimizers.adam_variants import _split
+from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.transforms.clipping import clip_by_block_rms
+from gradtx.transforms.combine import chain
+from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
+from gradtx.optimizers.adam import _as, _check, ema
+from gradtx.core.numerics import abs_sq, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
+from gradtx.optimizers.sgd import Mask
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.optimizers.layerwise import scale_by_param_block_rms
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.optimizers.sign import _negate, _renamed
 
 
 def _divide_by_root(g: jax.Array, v_hat: jax.Array) -> jax.Array:

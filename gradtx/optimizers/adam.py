@@ -19,10 +19,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Updates
-from gradtx.hyperparameters import Hyperparams, check_decay, check_nonnegative
-from gradtx.numerics import (
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Updates
+from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative
+from gradtx.core.numerics import (
     abs_sq, bias_correction, compute_dtype, magnitudes_like, moments_like, real_dtype, safe_increment, zero_count,
 )
 

@@ -15,14 +15,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.combine import chain, masked
-from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_range
-from gradtx.moments import scale_by_adam, trace
-from gradtx.numerics import norm_dtype, safe_increment, safe_norm, zero_count
-from gradtx.regularizers import add_decayed_weights
-from gradtx.scaling import ScaleByScheduleState, _times, scale_by_learning_rate
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule
+from gradtx.transforms.combine import chain, masked
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_range
+from gradtx.optimizers.adam import scale_by_adam, trace
+from gradtx.core.numerics import norm_dtype, safe_increment, safe_norm, zero_count
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import ScaleByScheduleState, _times, scale_by_learning_rate
 
 Mask = Any
 
@@ -47,7 +47,7 @@ class ScaleByTrustRatioState(NamedTuple):
 
 
 def _block_norms(tree: Any, axis_name: Any) -> Any:
-    """The l2 norm of each leaf: :func:`gradtx.tree.block_norms`, or with ``axis_name``,
+    """The l2 norm of each leaf: :func:`gradtx.core.tree.block_norms`, or with ``axis_name``,
     of whole leaves whose parts are split across that mapped axis."""
     if axis_name is None:
         return _tree.block_norms(tree)

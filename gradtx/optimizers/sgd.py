@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from gradtx.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.combine import chain
-from gradtx.moments import (
+from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule
+from gradtx.transforms.combine import chain
+from gradtx.optimizers.adam import (
     scale_by_adam,
     scale_by_adamax,
     scale_by_amsgrad,
@@ -20,8 +20,8 @@ from gradtx.moments import (
     scale_by_stddev,
     trace,
 )
-from gradtx.regularizers import add_decayed_weights
-from gradtx.scaling import scale_by_learning_rate
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 Mask = Any | Callable[[Params], Any] | None
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
+from gradtx.core import tree as _tree
 
 PyTree = Any
 Params = PyTree

@@ -33,10 +33,10 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx import tree as _tree
-from gradtx.base import GradientTransformation, Params, Updates
-from gradtx.hyperparameters import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
-from gradtx.numerics import scalar_loss
+from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation, Params, Updates
+from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.core.numerics import scalar_loss
 
 # ------------------------------------------------------------------- shared pieces
 
