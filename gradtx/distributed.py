@@ -25,16 +25,14 @@ Example (on one device the mesh has one position, and every layout is trivial):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradtx.core.base import GradientTransformation, Params
-
-PyTree = Any
-AxisNames = str | Sequence[str]
+from gradtx.core.aliases import AxisNames, Params, PyTree
+from gradtx.core.base import GradientTransformation
 
 
 def _axes(axis: AxisNames) -> tuple[str, ...]:

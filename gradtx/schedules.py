@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
+from gradtx.core.aliases import Schedule
+
 # gradtx.core.base defines the same alias; a local one keeps this module free of the core.
-Schedule = Callable[[int | float | jax.Array], jax.Array]
 
 __all__ = [
     "Schedule", "constant_schedule", "polynomial_schedule", "linear_schedule", "exponential_decay",

@@ -15,13 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-
-PyTree = Any
-Params = PyTree
-Updates = PyTree
-OptState = PyTree
-Schedule = Callable[[jax.Array], jax.Array]
-ScalarOrSchedule = float | jax.Array | Schedule
+from gradtx.core.aliases import OptState, Params, PyTree, Updates
 
 
 class InitFn(Protocol):
@@ -115,6 +109,19 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
 def set_to_zero() -> GradientTransformation:
     """The transform that replaces every update by zeros (for frozen parameters)."""
     return stateless(lambda updates, params: jax.tree.map(jnp.zeros_like, updates))
+
+
+def negate() -> GradientTransformation:
+    """The transform that flips the sign of every update: a direction to ascend becomes one to descend.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.base import negate
+        >>> tx = negate()
+        >>> tx.update(jnp.array([1.0, -2.0]), tx.init(jnp.zeros(2)))[0].tolist()
+        [-1.0, 2.0]
+    """
+    return stateless(lambda updates, params: jax.tree.map(jnp.negative, updates))
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

@@ -11,15 +11,15 @@ recompiled.
 
 from __future__ import annotations
 
-import inspect
-import numbers
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gradtx.core import tree as _tree
+from gradtx.core.base import GradientTransformation
+from gradtx.core.numerics import zero_count
 
 HYPERPARAMS_FIELD = "hyperparams"
 
@@ -33,73 +33,6 @@ class Scheduled(NamedTuple):
 def float_dtype():
     """The dtype hyperparameters are stored in: float64 when x64 is on, else float32."""
     return jnp.result_type(float)
-
-
-# -------------------------------------------------------------------- validation
-
-
-def _is_concrete_number(value: Any) -> bool:
-    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, bool)
-
-
-def _concrete_value(value: Any) -> Any:
-    """``value`` as a Python number when it is one, or a 0-d numeric array whose value is
-    known now (not traced under ``jit``); otherwise None."""
-    if _is_concrete_number(value):
-        return value.item() if isinstance(value, np.generic) else value
-    if not isinstance(value, (jax.Array, np.ndarray)) or np.ndim(value) != 0 or value.dtype == bool:
-        return None
-    try:
-        return np.asarray(value).item()
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def check_range(
-    name: str, value: Any, low: float | None = None, high: float | None = None,
-    *, low_open: bool = False, high_open: bool = False,
-) -> Any:
-    """Validate a hyperparameter given as a number or a 0-d array; schedules and traced values pass.
-
-    Raises ``ValueError`` naming the argument and its value when it lies outside
-    ``[low, high]`` (``(low`` / ``high)`` when open), or is not finite. A value
-    traced under ``jit`` is not known when the optimizer is built, and passes.
-
-    Example:
-        >>> from gradtx.core.hyperparams import check_range
-        >>> check_range("b1", 1.5, 0.0, 1.0, high_open=True)
-        Traceback (most recent call last):
-        ...
-        ValueError: b1 must be in [0.0, 1.0), got 1.5
-    """
-    number = None if callable(value) else _concrete_value(value)
-    if number is None:
-        return value
-    if isinstance(number, complex):
-        raise ValueError(f"{name} must be a real number, got {number!r}")
-    below = low is not None and (number <= low if low_open else number < low)
-    above = high is not None and (number >= high if high_open else number > high)
-    if below or above or not np.isfinite(number):
-        lo = "-inf" if low is None else repr(low)
-        hi = "inf" if high is None else repr(high)
-        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-        raise ValueError(f"{name} must be in {interval}, got {number!r}")
-    return value
-
-
-def check_decay(name: str, value: Any) -> Any:
-    """A decay rate or momentum: a number in ``[0, 1)``."""
-    return check_range(name, value, 0.0, 1.0, high_open=True)
-
-
-def check_nonnegative(name: str, value: Any) -> Any:
-    """A number ``>= 0`` (eps, weight decay, ...)."""
-    return check_range(name, value, 0.0)
-
-
-def check_positive(name: str, value: Any) -> Any:
-    """A number ``> 0`` (a clipping threshold, ...)."""
-    return check_range(name, value, 0.0, low_open=True)
 
 
 # ------------------------------------------------------------ for transform authors
@@ -134,7 +67,6 @@ class Hyperparams:
         return value.astype(float_dtype())
 
     def init(self) -> dict[str, Any]:
-        from gradtx.core.numerics import zero_count
 
         return {
             name: Scheduled(self._evaluate(name, zero_count())) if name in self.scheduled
@@ -166,7 +98,8 @@ class _Entry(NamedTuple):
     scheduled: bool
 
 
-def _entries(state: Any) -> list[_Entry]:
+def hyperparam_entries(state: Any) -> list[_Entry]:
+    """Every hyperparameter in ``state``: its name, the path of its owner and where it is stored."""
     entries: dict[str, _Entry] = {}
     for index, (path, _) in enumerate(_tree.leaves_with_path(state)):
         names = [_tree.key_name(k) for k in path]
@@ -208,7 +141,7 @@ def hyperparams(state: Any) -> dict[str, Any]:
         >>> gradtx.hyperparams(state)
         {'b1': 0.9, 'b2': 0.999, 'eps': 1e-08, 'eps_root': 0.0, 'learning_rate': 0.001}
     """
-    entries = _entries(state)
+    entries = hyperparam_entries(state)
     leaves = jax.tree.leaves(state)
     counts: dict[str, int] = {}
     for e in entries:
@@ -247,7 +180,7 @@ def set_hyperparams(state: Any, **values: Any) -> Any:
         >>> gradtx.hyperparams(state)["learning_rate"]
         0.0003
     """
-    entries = _entries(state)
+    entries = hyperparam_entries(state)
     leaves, treedef = jax.tree.flatten(state)
     for key, value in values.items():
         entry = _find(entries, key)
@@ -285,81 +218,26 @@ def step_count(state: Any) -> jax.Array:
 # --------------------------------------------------------------- scheduling any
 
 
-class InjectHyperparamsState(NamedTuple):
-    """``inject_hyperparams``: the step count and the inner optimizer's state."""
+def renamed(inner: GradientTransformation, **names: str) -> GradientTransformation:
+    """``inner`` with hyperparameters renamed in its state (``decay="beta"``), so that
+    they read back under the argument names of the optimizer built from it."""
+    back = {new: old for old, new in names.items()}
 
-    count: jax.Array
-    inner_state: Any
+    def rename(state, mapping):
+        if hasattr(state, "_fields"):  # a NamedTuple state, possibly wrapping others (masked)
+            return type(state)(*(
+                {mapping.get(k, k): v for k, v in value.items()} if field == "hyperparams" else rename(value, mapping)
+                for field, value in zip(state._fields, state)
+            ))
+        if isinstance(state, tuple):
+            return tuple(rename(s, mapping) for s in state)
+        return state
 
+    def init(params):
+        return rename(inner.init(params), names)
 
-def _schedule_entries(state: Any, values: dict[str, jax.Array], dtype: Any) -> tuple[Any, set[str]]:
-    """Replace every entry named in ``values`` by ``Scheduled(value)``; return the names found."""
-    found: set[str] = set()
+    def update(updates, state, params=None, **extra_args):
+        updates, state = inner.update(updates, rename(state, back), params, **extra_args)
+        return updates, rename(state, names)
 
-    def replace(path, leaf):
-        names = [_tree.key_name(k) for k in path]
-        if len(names) < 2 or names[-2] != HYPERPARAMS_FIELD or names[-1] not in values:
-            return leaf
-        found.add(names[-1])
-        old = leaf.value if isinstance(leaf, Scheduled) else leaf
-        return Scheduled(jnp.asarray(values[names[-1]]).astype(dtype or jnp.asarray(old).dtype))
-
-    new = jax.tree_util.tree_map_with_path(replace, state, is_leaf=lambda x: isinstance(x, Scheduled))
-    return new, found
-
-
-def inject_hyperparams(
-    inner_factory: Callable[..., Any], static_args: str | tuple[str, ...] = (), hyperparam_dtype: Any = None,
-) -> Callable[..., Any]:
-    """Let any numeric argument of an optimizer factory be a schedule.
-
-    ``inject_hyperparams(gradtx.adam)(learning_rate=sched, b1=0.9)`` builds Adam
-    and, at every step, sets each hyperparameter given as a function of the step
-    to that function's value. Numbers stay numbers (every gradtx hyperparameter
-    already lives in the state, where :func:`set_hyperparams` changes it).
-    Callables that are not schedules, such as a weight-decay ``mask`` function,
-    must be named in ``static_args``.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=lambda t: 0.1 / (1 + t), momentum=0.9)
-        >>> state = tx.init(jnp.zeros(1))
-        >>> _, state = tx.update(jnp.ones(1), state)
-        >>> gradtx.hyperparams(state)
-        {'momentum': 0.9, 'learning_rate': 0.05}
-    """
-    static = {static_args} if isinstance(static_args, str) else set(static_args)
-    signature = inspect.signature(inner_factory)
-
-    def build(*args: Any, **kwargs: Any):
-        from gradtx.core.base import GradientTransformation
-        from gradtx.core.numerics import safe_increment, zero_count
-
-        given = dict(signature.bind(*args, **kwargs).arguments)
-        schedules = {k: v for k, v in given.items() if k not in static and callable(v)}
-        placeholders = {k: jnp.asarray(s(0), dtype=float_dtype()) for k, s in schedules.items()}
-        inner = inner_factory(**{**given, **placeholders})
-
-        def at(count):
-            return {k: s(count) for k, s in schedules.items()}
-
-        def init(params):
-            inner_state, found = _schedule_entries(inner.init(params), at(zero_count()), hyperparam_dtype)
-            missing = sorted(set(schedules) - found)
-            if missing:
-                known = sorted({e.name for e in _entries(inner_state)})
-                raise ValueError(
-                    f"inject_hyperparams: the state of {getattr(inner_factory, '__name__', inner_factory)} "
-                    f"keeps no hyperparameter named {missing}; it keeps {known}"
-                )
-            return InjectHyperparamsState(zero_count(), inner_state)
-
-        def update(updates, state, params=None, **extra_args):
-            updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-            count = safe_increment(state.count)
-            inner_state, _ = _schedule_entries(inner_state, at(count), hyperparam_dtype)
-            return updates, InjectHyperparamsState(count, inner_state)
-
-        return GradientTransformation(init, update)
-
-    return build
+    return GradientTransformation(init, update)

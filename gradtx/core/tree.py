@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-PyTree = Any
-KeyPath = tuple[Any, ...]
-
+from gradtx.core import tree as _tree
+from gradtx.core.aliases import KeyPath, PyTree
+from gradtx.core.numerics import magnitude_dtype, moment_dtype, norm_dtype, safe_norm
 
 # --------------------------------------------------------------------------- paths
 
@@ -173,7 +173,6 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
         >>> round(float(tree.norm({"a": jnp.array([3e30]), "b": jnp.array([4e30])})) / 1e30, 5)  # no overflow
         5.0
     """
-    from gradtx.core.numerics import norm_dtype
 
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     if squared and ord != 2:
@@ -267,7 +266,6 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
         >>> round(float(tree.block_norms({"a": jnp.array([3.0, 4.0])}, rms=True)["a"]), 5)  # 5 / sqrt(2)
         3.53553
     """
-    from gradtx.core.numerics import norm_dtype, safe_norm
 
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [jnp.asarray(x) for x in leaves]
@@ -473,3 +471,37 @@ def _conformed(old: PyTree, new: PyTree, where: str) -> list[Any]:
             )
         result.append(n.astype(jnp.asarray(o).dtype))
     return result
+
+
+def moments_like(tree, dtype=None):
+    """Zeros shaped and sharded like each leaf, in :func:`moment_dtype` (complex leaves stay complex)."""
+
+    return jax.tree.map(lambda x: _tree.zeros_like(x, moment_dtype(x, dtype)), tree)
+
+
+def magnitudes_like(tree, fill_value=0, dtype=None):
+    """``fill_value`` shaped and sharded like each leaf, in :func:`magnitude_dtype` (real, float32 for float16)."""
+
+    return jax.tree.map(lambda x: _tree.full_like(x, fill_value, magnitude_dtype(x, dtype)), tree)
+
+
+def check_real(who: str, tree, why: str = "it orders values, and complex numbers have no order") -> None:
+    """Raise a ``TypeError`` naming ``who``, the first complex leaf of ``tree`` and its dtype, if there is one.
+
+    For the few transforms that compare values with ``<`` or ``>``, which has no
+    meaning for complex numbers; ``why`` ends the message.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.tree import check_real
+        >>> check_real("clamp", {"b": jnp.ones(1), "w": jnp.ones(2, jnp.complex64)})
+        Traceback (most recent call last):
+        ...
+        TypeError: clamp does not support complex parameters: 'w' is complex64 (it orders values, and complex numbers have no order)
+    """
+
+    for path, leaf in _tree.leaves_with_path(tree):
+        if jnp.iscomplexobj(leaf):
+            raise TypeError(
+                f"{who} does not support complex parameters: '{_tree.path_str(path)}' is {jnp.result_type(leaf)} ({why})"
+            )

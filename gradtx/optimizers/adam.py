@@ -1,163 +1,50 @@
-r"""The adaptive family: momentum, moving averages and the second-moment scalings.
+r"""Adam (Kingma & Ba, 2015) and the optimizers that share its direction: AdamW, NAdam(W),
+AMSGrad, AdaMax(W).
 
-Each transform keeps exponential moving averages ("moments") of the gradient
-``g`` and returns a rescaled direction. Arithmetic happens in the promotion of
-the gradient's and the moment's dtypes; moments are stored back in their own
-dtype and updates leave in the dtype they came in.
+Adam keeps exponential moving averages ("moments") of the gradient ``g`` and of :math:`|g|^2`
+and divides the one, bias-corrected, by the root of the other. Arithmetic happens in at least
+float32; moments are stored back in their own dtype and updates leave in the dtype they came in.
+Complex gradients work throughout: :math:`g^2` is :math:`|g|^2`, first moments are complex and
+second moments real (float32 for complex64); second moments of float16 parameters are kept in
+float32, whose range holds :math:`(1-\beta_2) g^2`. See "Complex parameters" and "float16 state"
+in the design notes.
 
-Complex gradients work throughout: :math:`g^2` is :math:`|g|^2`, first moments are
-complex and second moments real (float32 for complex64); second moments of float16
-parameters are kept in float32, whose range holds :math:`(1-\beta_2) g^2`. See
-"Complex parameters" and "float16 state" in the design notes.
+The pieces below :func:`scale_by_adam` (:func:`adam_hyperparams`, :func:`adam_scalars`,
+:func:`adam_step`) are public so that the families built on Adam (AdaBelief, Yogi, RAdam, LAMB,
+...) take the same direction, not a copy of it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, Updates
-from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative
-from gradtx.core.numerics import (
-    abs_sq, bias_correction, compute_dtype, magnitudes_like, moments_like, real_dtype, safe_increment, zero_count,
+from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams
+from gradtx.core.kit import (
+    cast_scalars,
+    check_updates,
+    magnitudes_like,
+    moments_like,
+    unzip,
+    update_moment,
 )
-
-
-def _as(dtype, *values):
-    """Hyperparameters (real numbers) in the real dtype of the computation ``dtype``."""
-    return tuple(jnp.asarray(v).astype(real_dtype(dtype)) for v in values)
-
-
-def _moment(g: jax.Array, m: jax.Array, decay: jax.Array, order: int) -> jax.Array:
-    """One step of an exponential moving average of ``g`` (``order=1``) or of ``|g|**2`` (``order=2``),
-    computed in at least float32 and stored in ``m``'s dtype (real for ``order=2``)."""
-    dtype = compute_dtype(g, m)
-    (decay,) = _as(dtype, decay)
-    g = g.astype(dtype)
-    target = g if order == 1 else abs_sq(g) if order == 2 else g**order
-    return (decay * m + (1 - decay) * target).astype(m.dtype)
-
-
-def _zeros(params, dtype):
-    """First moments: zeros like ``params`` in ``dtype`` (complex leaves stay complex)."""
-    return moments_like(params, dtype)
-
-
-def _magnitudes(params, dtype=None, fill_value=0):
-    """Second moments and other magnitudes: real, float32 for float16 parameters (see ``magnitude_dtype``)."""
-    return magnitudes_like(params, fill_value, dtype)
-
-
-def _check(state_tree: Updates, updates: Updates, shapes: bool = True) -> None:
-    _tree.check_same_structure(state_tree, updates, "the tree this state was built for", "the updates", shapes=shapes)
-
-
-# ------------------------------------------------------------------ momentum
-
-
-class TraceState(NamedTuple):
-    """``trace``: the momentum buffer."""
-
-    trace: Updates
-    hyperparams: dict[str, Any]
-
-
-def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -> GradientTransformation:
-    r"""Heavy-ball momentum (Polyak, 1964), with Nesterov's variant.
-
-    .. math::
-        b_t = g_t + \mu\, b_{t-1}, \qquad u_t = b_t \;\;(\text{or } g_t + \mu\, b_t \text{ with Nesterov})
-
-    ``decay`` is the momentum coefficient :math:`\mu`; the state holds it as ``momentum``.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.trace(0.5)
-        >>> state = tx.init(jnp.zeros(1))
-        >>> u, state = tx.update(jnp.ones(1), state)
-        >>> u, state = tx.update(jnp.ones(1), state)
-        >>> u.tolist()
-        [1.5]
-    """
-    hp = Hyperparams(momentum=check_decay("decay", decay), allow_schedules=False)
-
-    def init(params):
-        return TraceState(_zeros(params, accumulator_dtype), hp.init())
-
-    def update(updates, state, params=None, **extra_args):
-        _check(state.trace, updates)
-        mu = hp.values(state.hyperparams)["momentum"]
-
-        def step(g, b):
-            dtype = compute_dtype(g, b)
-            (m,) = _as(dtype, mu)
-            new_b = g + m * b
-            out = g + m * new_b if nesterov else new_b
-            return out.astype(g.dtype), new_b.astype(b.dtype)
-
-        pairs = jax.tree.map(step, updates, state.trace)
-        out, new_trace = _unzip(pairs, updates)
-        return out, TraceState(new_trace, state.hyperparams)
-
-    return GradientTransformation(init, update)
-
-
-def _unzip(pairs, like):
-    """Split a tree of pairs, shaped like ``like`` above the pairs, into two trees."""
-    treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(pairs)
-    return (
-        jax.tree.unflatten(treedef, [p[0] for p in flat]),
-        jax.tree.unflatten(treedef, [p[1] for p in flat]),
-    )
-
-
-class EmaState(NamedTuple):
-    """``ema``: the step count and the moving average."""
-
-    count: jax.Array
-    ema: Updates
-    hyperparams: dict[str, Any]
-
-
-def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> GradientTransformation:
-    r"""An exponential moving average of the updates, optionally bias-corrected.
-
-    .. math::
-        e_t = \beta e_{t-1} + (1-\beta) g_t, \qquad u_t = e_t / (1 - \beta^t) \;\;(\text{or } e_t)
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.ema(0.9)
-        >>> u, _ = tx.update(jnp.full(1, 2.0), tx.init(jnp.zeros(1)))
-        >>> [round(x, 5) for x in u.tolist()]
-        [2.0]
-    """
-    hp = Hyperparams(decay=check_decay("decay", decay), allow_schedules=False)
-
-    def init(params):
-        return EmaState(zero_count(), _zeros(params, accumulator_dtype), hp.init())
-
-    def update(updates, state, params=None, **extra_args):
-        _check(state.ema, updates)
-        beta = hp.values(state.hyperparams)["decay"]
-        count = safe_increment(state.count)
-        new = jax.tree.map(lambda g, e: _moment(g, e, beta, 1), updates, state.ema)
-
-        def out(g, e):
-            (b,) = _as(compute_dtype(g, e), beta)
-            return (bias_correction(e, b, count) if debias else e).astype(g.dtype)
-
-        return jax.tree.map(out, updates, new), EmaState(count, new, state.hyperparams)
-
-    return GradientTransformation(init, update)
-
-
-# ---------------------------------------------------------------------- Adam
+from gradtx.core.numerics import (
+    bias_correction,
+    compute_dtype,
+    real_dtype,
+    safe_increment,
+    zero_count,
+)
+from gradtx.core.validation import check_decay, check_nonnegative
+from gradtx.transforms.combine import chain
+from gradtx.transforms.regularizers import add_decayed_weights
+from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 class ScaleByAdamState(NamedTuple):
@@ -169,7 +56,8 @@ class ScaleByAdamState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
-def _adam_hyperparams(b1, b2, eps, eps_root) -> Hyperparams:
+def adam_hyperparams(b1: Any, b2: Any, eps: Any, eps_root: Any) -> Hyperparams:
+    """Adam's four hyperparameters, checked (decay rates in [0, 1), eps and eps_root >= 0)."""
     return Hyperparams(
         b1=check_decay("b1", b1), b2=check_decay("b2", b2),
         eps=check_nonnegative("eps", eps), eps_root=check_nonnegative("eps_root", eps_root),
@@ -177,7 +65,7 @@ def _adam_hyperparams(b1, b2, eps, eps_root) -> Hyperparams:
     )
 
 
-def _bias_reciprocals(b1, b2, count):
+def bias_reciprocals(b1: jax.Array, b2: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``1 / (1 - b1^t)``, ``1 / (1 - b1^(t+1))`` and ``1 / (1 - b2^t)``: Adam's bias corrections
     as factors. Multiplying by them (as XLA does under ``jit`` anyway) keeps eager and jitted
     updates equal to the bit."""
@@ -185,10 +73,53 @@ def _bias_reciprocals(b1, b2, count):
     return 1 / (1 - b1**t), 1 / (1 - b1**t_next), 1 / (1 - b2**t)
 
 
-def _adam_first_moment(g, m, b1, c1, c1_next, nesterov):
-    """The bias-corrected first moment, given :func:`_bias_reciprocals`; Nesterov's look-ahead
+def adam_first_moment(g: jax.Array, m: jax.Array, b1: jax.Array, c1: jax.Array, c1_next: jax.Array,
+                      nesterov: bool) -> jax.Array:
+    """The bias-corrected first moment, given :func:`bias_reciprocals`; Nesterov's look-ahead
     form when asked (Dozat, 2016)."""
     return b1 * m * c1_next + (1 - b1) * g * c1 if nesterov else m * c1
+
+
+class AdamScalars(NamedTuple):
+    """Adam's scalars in one dtype: ``b1``, ``eps``, ``eps_root`` and the bias-correction factors."""
+
+    b1: jax.Array
+    eps: jax.Array
+    eps_root: jax.Array
+    c1: jax.Array
+    c1_next: jax.Array
+    c2: jax.Array
+
+
+def adam_scalars(h: dict[str, jax.Array], count: jax.Array) -> Callable[[Any], AdamScalars]:
+    """The :class:`AdamScalars` of hyperparameters ``h`` at step ``count``, as a function of the
+    dtype, computed once per dtype rather than once per leaf (the program stays small)."""
+
+    @functools.cache
+    def at(dtype: Any) -> AdamScalars:
+        b1, b2, eps, eps_root = cast_scalars(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
+        return AdamScalars(b1, eps, eps_root, *bias_reciprocals(b1, b2, count))
+
+    return at
+
+
+def adam_step(
+    g: jax.Array, m: jax.Array, v: jax.Array, scalars: Callable[[Any], AdamScalars],
+    nesterov: bool = False, eps_root_in_sqrt: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    r"""Adam's direction for one leaf, given its updated moments: :math:`(\hat m_t,\;
+    \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon))`, in the computation dtype.
+
+    ``v`` may be any second moment (AdaBelief's :math:`s_t`, Yogi's, a running maximum); with
+    ``eps_root_in_sqrt=False`` the root is :math:`\sqrt{\hat v_t}`.
+    """
+    dtype = compute_dtype(g, m, v)
+    s = scalars(dtype)
+    m_hat = adam_first_moment(g.astype(dtype), m.astype(dtype), s.b1, s.c1, s.c1_next, nesterov)
+    v_hat = v.astype(real_dtype(dtype)) * s.c2  # real, for complex g too
+    if eps_root_in_sqrt:
+        v_hat = v_hat + s.eps_root
+    return m_hat, m_hat / (jnp.sqrt(v_hat) + s.eps)
 
 
 def scale_by_adam(
@@ -214,29 +145,22 @@ def scale_by_adam(
         >>> [round(x, 4) for x in u.tolist()]  # the first step is sign(g), up to eps
         [1.0, -1.0]
     """
-    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+    hp = adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, mu_dtype), _magnitudes(params, nu_dtype), hp.init())
+        return ScaleByAdamState(zero_count(), moments_like(params, mu_dtype), magnitudes_like(params, dtype=nu_dtype), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, h["b2"], 2), updates, state.nu)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
+        nu = jax.tree.map(lambda g, v: update_moment(g, v, h["b2"], 2), updates, state.nu)
 
-        @functools.cache  # once per dtype, not once per leaf: the program stays small
-        def constants(dtype):
-            b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-            return (b1_, eps_, eps_root_, *_bias_reciprocals(b1_, b2_, count))
+        scalars = adam_scalars(h, count)
 
         def direction(g, m, v):
-            dtype = compute_dtype(g, m, v)
-            b1_, eps_, eps_root_, c1, c1_next, c2 = constants(dtype)
-            m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1_, c1, c1_next, nesterov)
-            v_hat = v.astype(real_dtype(dtype)) * c2  # real, for complex g too
-            return (m_hat / (jnp.sqrt(v_hat + eps_root_) + eps_)).astype(g.dtype)
+            return adam_step(g, m, v, scalars, nesterov)[1].astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
@@ -274,29 +198,29 @@ def scale_by_amsgrad(
         >>> [round(x, 4) for x in u.tolist()]
         [1.0]
     """
-    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+    hp = adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
         return ScaleByAmsgradState(
-            zero_count(), _zeros(params, mu_dtype), _magnitudes(params), _magnitudes(params), hp.init()
+            zero_count(), moments_like(params, mu_dtype), magnitudes_like(params), magnitudes_like(params), hp.init()
         )
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, h["b2"], 2), updates, state.nu)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
+        nu = jax.tree.map(lambda g, v: update_moment(g, v, h["b2"], 2), updates, state.nu)
 
         def step(g, m, v, v_max):
             dtype = compute_dtype(g, m, v, v_max)
-            b1_, b2_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
+            b1_, b2_, eps_, eps_root_ = cast_scalars(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
             real = real_dtype(dtype)  # the second moments are real for complex gradients too
             new_max = jnp.maximum(v_max.astype(real), bias_correction(v.astype(real), b2_, count))
             u = bias_correction(m.astype(dtype), b1_, count) / (jnp.sqrt(new_max + eps_root_) + eps_)
             return u.astype(g.dtype), new_max.astype(v_max.dtype)
 
-        out, nu_max = _unzip(jax.tree.map(step, updates, mu, nu, state.nu_max), updates)
+        out, nu_max = unzip(jax.tree.map(step, updates, mu, nu, state.nu_max), updates)
         return out, ScaleByAmsgradState(count, mu, nu, nu_max, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -325,24 +249,24 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
     )
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
+        return ScaleByAdamState(zero_count(), moments_like(params, None), magnitudes_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
 
         def infinity_norm(g, u):
             dtype = compute_dtype(jnp.abs(g), u)  # real, for complex gradients too
-            b2_, eps_ = _as(dtype, h["b2"], h["eps"])
+            b2_, eps_ = cast_scalars(dtype, h["b2"], h["eps"])
             return jnp.maximum(b2_ * u, jnp.abs(g).astype(dtype) + eps_).astype(u.dtype)
 
         nu = jax.tree.map(infinity_norm, updates, state.nu)
 
         def direction(g, m, u):
             dtype = compute_dtype(g, m, u)
-            (b1_,) = _as(dtype, h["b1"])
+            (b1_,) = cast_scalars(dtype, h["b1"])
             return (bias_correction(m.astype(dtype), b1_, count) / u).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
@@ -354,169 +278,144 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
 # ------------------------------------------------------------- RMS and AdaGrad
 
 
-class ScaleByRmsState(NamedTuple):
-    """RMSProp's state: the step count and the moving average ``nu`` of squared gradients."""
-
-    count: jax.Array
-    nu: Updates
-    hyperparams: dict[str, Any]
-
-
-class ScaleByStddevState(NamedTuple):
-    """Centered RMSProp's state: moving averages of the gradient (``mu``) and its square (``nu``)."""
-
-    count: jax.Array
-    mu: Updates
-    nu: Updates
-    hyperparams: dict[str, Any]
-
-
-def _rms_hyperparams(decay, eps) -> Hyperparams:
-    return Hyperparams(decay=check_decay("decay", decay), eps=check_nonnegative("eps", eps), allow_schedules=False)
-
-
-def _divide_by_root(g, denominator_sq, eps, eps_in_sqrt):
-    return g / jnp.sqrt(denominator_sq + eps) if eps_in_sqrt else g / (jnp.sqrt(denominator_sq) + eps)
-
-
-def scale_by_rms(
-    decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True, bias_correction: bool = False,
+def adam(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, mu_dtype: Any = None, *, nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""RMSProp's scaling (Tieleman & Hinton, 2012): divide by a running root mean square.
+    r"""Adam (Kingma & Ba, 2015): :math:`\theta_t = \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)`.
 
-    .. math::
-        v_t = \rho v_{t-1} + (1-\rho) g_t^2, \qquad u_t = g_t / \sqrt{v_t + \epsilon}
-
-    ``v`` starts at ``initial_scale``; ``eps_in_sqrt=False`` gives
-    :math:`g_t / (\sqrt{v_t} + \epsilon)` (torch.optim's form); ``bias_correction``
-    divides :math:`v_t` by :math:`1-\rho^t` first.
+    See :func:`gradtx.scale_by_adam` for the moments. Defaults are the paper's:
+    ``learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8``.
 
     Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_rms(decay=0.75, eps=0.0)
-        >>> u, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
-        >>> u.tolist()  # 2 / sqrt(0.25 * 4)
-        [2.0]
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+        >>> tx, w = gradtx.adam(0.1), jnp.zeros(2)
+        >>> state = tx.init(w)
+        >>> for _ in range(200):
+        ...     updates, state = tx.update(jax.grad(loss)(w), state, w)
+        ...     w = gradtx.apply_updates(w, updates)
+        >>> [round(x, 2) for x in w.tolist()]
+        [3.0, 3.0]
     """
-    hp = _rms_hyperparams(decay, eps)
-    debias = bias_correction
-
-    def init(params):
-        return ScaleByRmsState(zero_count(), _magnitudes(params, fill_value=initial_scale), hp.init())
-
-    def update(updates, state, params=None, **extra_args):
-        _check(state.nu, updates)
-        h = hp.values(state.hyperparams)
-        count = safe_increment(state.count)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, h["decay"], 2), updates, state.nu)
-
-        def direction(g, v):
-            dtype = compute_dtype(g, v)
-            rho, eps_ = _as(dtype, h["decay"], h["eps"])
-            v = v.astype(dtype)
-            v_hat = _bias_correction(v, rho, count) if debias else v
-            return _divide_by_root(g.astype(dtype), v_hat, eps_, eps_in_sqrt).astype(g.dtype)
-
-        return jax.tree.map(direction, updates, nu), ScaleByRmsState(count, nu, state.hyperparams)
-
-    return GradientTransformation(init, update)
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_learning_rate(learning_rate),
+    )
 
 
-_bias_correction = bias_correction  # the name is shadowed by an argument above
-
-
-def scale_by_stddev(
-    decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True, bias_correction: bool = False,
+def adamw(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, mu_dtype: Any = None, weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Mask = None, *, nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""Centered RMSProp (Graves, 2013): divide by a running standard deviation.
+    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
 
     .. math::
-        m_t = \rho m_{t-1} + (1-\rho) g_t, \quad v_t = \rho v_{t-1} + (1-\rho) g_t^2, \quad
-        u_t = g_t / \sqrt{v_t - m_t^2 + \epsilon}
+        \theta_t = \theta_{t-1} - \eta \left( \hat m_t / (\sqrt{\hat v_t} + \epsilon) + \lambda \theta_{t-1} \right)
 
-    Options as in :func:`scale_by_rms`; ``bias_correction`` corrects both averages.
+    ``weight_decay`` defaults to Optax's 1e-4 (torch.optim uses 1e-2); ``mask``
+    selects the decayed leaves (e.g. not biases).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
+        >>> tx = gradtx.adamw(1e-3, weight_decay=0.1, mask={"w": True, "b": False})
+        >>> updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+        >>> [round(x, 6) for x in updates["w"].tolist()], bool((updates["b"] == 0).all())
+        ([-0.0001, -0.0001], True)
+    """
+    return chain(
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def nadam(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, mu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""NAdam (Dozat, 2016): Adam with a Nesterov look-ahead first moment.
+
+    :math:`\hat m_t = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g_t/(1-\beta_1^t)`;
+    otherwise as :func:`adam`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_stddev(decay=0.5, eps=0.0)
-        >>> u, _ = tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))
-        >>> u.tolist()  # 2 / sqrt(0.5 * 4 - 1 ** 2)
-        [2.0]
+        >>> tx = gradtx.nadam(1e-3)
+        >>> updates, _ = tx.update(jnp.ones(1), tx.init(jnp.zeros(1)))
+        >>> updates.shape
+        (1,)
     """
-    hp = _rms_hyperparams(decay, eps)
-    debias = bias_correction
-
-    def init(params):
-        return ScaleByStddevState(
-            zero_count(), _zeros(params, None), _magnitudes(params, fill_value=initial_scale), hp.init()
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        _check(state.nu, updates)
-        h = hp.values(state.hyperparams)
-        count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["decay"], 1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, h["decay"], 2), updates, state.nu)
-
-        def direction(g, m, v):
-            dtype = compute_dtype(g, m, v)
-            rho, eps_ = _as(dtype, h["decay"], h["eps"])
-            m, v = m.astype(dtype), v.astype(real_dtype(dtype))
-            if debias:
-                m, v = _bias_correction(m, rho, count), _bias_correction(v, rho, count)
-            # v - |m|^2 >= 0 exactly, but rounding makes it negative when the gradient hardly varies
-            variance = jnp.maximum(v - abs_sq(m), 0)
-            return _divide_by_root(g.astype(dtype), variance, eps_, eps_in_sqrt).astype(g.dtype)
-
-        out = jax.tree.map(direction, updates, mu, nu)
-        return out, ScaleByStddevState(count, mu, nu, state.hyperparams)
-
-    return GradientTransformation(init, update)
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
 
 
-class ScaleByRssState(NamedTuple):
-    """AdaGrad's state: the running sum of squared gradients."""
-
-    sum_of_squares: Updates
-    hyperparams: dict[str, Any]
-
-
-def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
-    r"""AdaGrad's scaling (Duchi, Hazan & Singer, 2011): divide by the root of summed squares.
-
-    .. math::
-        s_t = s_{t-1} + g_t^2, \qquad u_t = g_t / \sqrt{s_t + \epsilon} \;\;(0 \text{ where } s_t = 0)
-
-    ``s`` starts at ``initial_accumulator_value`` (Optax's default 0.1; torch.optim uses 0).
+def nadamw(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, mu_dtype: Any = None, weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None,
+) -> GradientTransformation:
+    r"""NAdam with AdamW's decoupled weight decay: :func:`adamw` with ``nesterov=True``.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_rss(initial_accumulator_value=0.0, eps=0.0)
-        >>> u, _ = tx.update(jnp.array([-3.0]), tx.init(jnp.zeros(1)))
-        >>> u.tolist()
-        [-1.0]
+        >>> params = jnp.ones(1)
+        >>> updates, _ = gradtx.nadamw(1e-3).update(jnp.ones(1), gradtx.nadamw(1e-3).init(params), params)
+        >>> updates.dtype
+        dtype('float32')
     """
-    check_nonnegative("initial_accumulator_value", initial_accumulator_value)
-    hp = Hyperparams(eps=check_nonnegative("eps", eps), allow_schedules=False)
+    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=True)
 
-    def init(params):
-        return ScaleByRssState(_magnitudes(params, fill_value=initial_accumulator_value), hp.init())
 
-    def update(updates, state, params=None, **extra_args):
-        _check(state.sum_of_squares, updates)
-        eps_ = hp.values(state.hyperparams)["eps"]
+def amsgrad(
+    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    eps_root: float = 0.0, mu_dtype: Any = None,
+) -> GradientTransformation:
+    r"""AMSGrad (Reddi et al., 2018): Adam whose denominator never decreases.
 
-        def step(g, s):
-            dtype = compute_dtype(g, s)
-            (e,) = _as(dtype, eps_)
-            new_s = s.astype(real_dtype(dtype)) + abs_sq(g.astype(dtype))
-            safe = jnp.where(new_s > 0, new_s, 1)
-            u = jnp.where(new_s > 0, g * jax.lax.rsqrt(safe + e), 0)
-            return u.astype(g.dtype), new_s.astype(s.dtype)
+    See :func:`gradtx.scale_by_amsgrad`.
 
-        out, sums = _unzip(jax.tree.map(step, updates, state.sum_of_squares), updates)
-        return out, ScaleByRssState(sums, state.hyperparams)
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.amsgrad(0.01)
+        >>> updates, _ = tx.update(jnp.array([5.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 4) for x in updates.tolist()]
+        [-0.01]
+    """
+    return chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype), scale_by_learning_rate(learning_rate))
 
-    return GradientTransformation(init, update)
+
+def adamax(
+    learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+) -> GradientTransformation:
+    r"""AdaMax (Kingma & Ba, 2015, Algorithm 2): Adam with the infinity norm.
+
+    The default learning rate 2e-3 is the paper's for AdaMax (and torch.optim's).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.adamax()
+        >>> updates, _ = tx.update(jnp.array([5.0]), tx.init(jnp.zeros(1)))
+        >>> [round(x, 4) for x in updates.tolist()]
+        [-0.002]
+    """
+    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+def adamaxw(
+    learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None,
+) -> GradientTransformation:
+    r"""AdaMax with decoupled weight decay, as AdamW adds it to Adam.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = jnp.array([1.0])
+        >>> tx = gradtx.adamaxw(weight_decay=0.5)
+        >>> updates, _ = tx.update(jnp.zeros(1), tx.init(params), params)
+        >>> [round(x, 6) for x in updates.tolist()]
+        [-0.001]
+    """
+    return chain(
+        scale_by_adamax(b1, b2, eps), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+    )

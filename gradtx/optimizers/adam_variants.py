@@ -16,35 +16,37 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
-from gradtx.transforms.combine import _mask_tree, chain
-from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range
-from gradtx.optimizers.adam import (
-    ScaleByAdamState, _adam_first_moment, _adam_hyperparams, _as, _bias_reciprocals, _check, _magnitudes, _moment,
-    _zeros,
+from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams
+from gradtx.core.kit import (
+    cast_scalars,
+    check_updates,
+    magnitudes_like,
+    moments_like,
+    unzip,
+    update_moment,
 )
-from gradtx.core.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers.sgd import Mask
+from gradtx.core.numerics import (
+    abs_sq,
+    bias_correction,
+    compute_dtype,
+    magnitude_dtype,
+    real_dtype,
+    safe_increment,
+    zero_count,
+)
+from gradtx.core.validation import check_decay, check_nonnegative, check_range
+from gradtx.optimizers.adam import (
+    ScaleByAdamState,
+    adam_hyperparams,
+    adam_scalars,
+    adam_step,
+)
+from gradtx.transforms.combine import chain
+from gradtx.transforms.masking import resolve_mask
 from gradtx.transforms.regularizers import add_decayed_weights
 from gradtx.transforms.scaling import scale_by_learning_rate
-
-
-def _split(tuples: Any, like: Any, n: int) -> tuple[Any, ...]:
-    """Split a tree of ``n``-tuples, shaped like ``like`` above the tuples, into ``n`` trees."""
-    treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(tuples)
-    return tuple(jax.tree.unflatten(treedef, [t[i] for t in flat]) for i in range(n))
-
-
-def _adam_step(g, m, v, h, count, nesterov=False, eps_root_in_sqrt=True):
-    """Adam's bias-corrected ``m_hat`` and step ``m_hat / (sqrt(v_hat + eps_root) + eps)`` for a given ``v``."""
-    dtype = compute_dtype(g, m, v)
-    b1, b2, eps, eps_root = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-    c1, c1_next, c2 = _bias_reciprocals(b1, b2, count)
-    m_hat = _adam_first_moment(g.astype(dtype), m.astype(dtype), b1, c1, c1_next, nesterov)
-    v_hat = v.astype(real_dtype(dtype)) * c2 + (eps_root if eps_root_in_sqrt else 0)
-    return m_hat, m_hat / (jnp.sqrt(v_hat) + eps)
-
 
 # ----------------------------------------------------------------- AdaBelief
 
@@ -70,26 +72,27 @@ def scale_by_belief(
         >>> [round(x, 4) for x in u.tolist()]  # g - m_1 = 0.9 g: the first step is sign(g) / 0.9
         [1.1111, -1.1111]
     """
-    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+    hp = adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
+        return ScaleByAdamState(zero_count(), moments_like(params, None), magnitudes_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+        scalars = adam_scalars(h, count)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
 
         def belief(g, m, s):
             dtype = compute_dtype(g, m, s)
-            b2_, eps_root_ = _as(dtype, h["b2"], h["eps_root"])
+            b2_, eps_root_ = cast_scalars(dtype, h["b2"], h["eps_root"])
             surprise = abs_sq(g.astype(dtype) - m.astype(dtype))
             return (b2_ * s + (1 - b2_) * surprise + eps_root_).astype(s.dtype)
 
         nu = jax.tree.map(belief, updates, mu, state.nu)
         out = jax.tree.map(
-            lambda g, m, s: _adam_step(g, m, s, h, count, nesterov, eps_root_in_sqrt=False)[1].astype(g.dtype), updates, mu, nu
+            lambda g, m, s: adam_step(g, m, s, scalars, nesterov, eps_root_in_sqrt=False)[1].astype(g.dtype), updates, mu, nu
         )
         return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
 
@@ -139,29 +142,30 @@ def scale_by_yogi(
         >>> [round(x, 4) for x in u.tolist()]
         [1.0, -1.0]
     """
-    hp = _adam_hyperparams(b1, b2, eps, eps_root)
+    hp = adam_hyperparams(b1, b2, eps, eps_root)
     check_nonnegative("initial_accumulator_value", initial_accumulator_value)
 
     def init(params):
-        nu = _magnitudes(params, fill_value=initial_accumulator_value)
-        return ScaleByAdamState(zero_count(), _zeros(params, None), nu, hp.init())
+        nu = magnitudes_like(params, fill_value=initial_accumulator_value)
+        return ScaleByAdamState(zero_count(), moments_like(params, None), nu, hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
+        scalars = adam_scalars(h, count)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
 
         def additive(g, v):
             dtype = compute_dtype(g, v)
-            (b2_,) = _as(dtype, h["b2"])
+            (b2_,) = cast_scalars(dtype, h["b2"])
             g2, v = abs_sq(g.astype(dtype)), v.astype(real_dtype(dtype))
             # sign(v - g^2) by comparisons: v = g^2 = inf (float32 overflow) keeps v, not inf - inf
             step = (1 - b2_) * g2
             return jnp.where(v > g2, v - step, jnp.where(v < g2, v + step, v))
 
         nu = jax.tree.map(lambda g, v: additive(g, v).astype(v.dtype), updates, state.nu)
-        out = jax.tree.map(lambda g, m, v: _adam_step(g, m, v, h, count)[1].astype(g.dtype), updates, mu, nu)
+        out = jax.tree.map(lambda g, m, v: adam_step(g, m, v, scalars)[1].astype(g.dtype), updates, mu, nu)
         return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -248,14 +252,15 @@ def scale_by_radam(
     )
 
     def init(params):
-        return ScaleByAdamState(zero_count(), _zeros(params, None), _magnitudes(params), hp.init())
+        return ScaleByAdamState(zero_count(), moments_like(params, None), magnitudes_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b1"], 1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: _moment(g, v, h["b2"], 2), updates, state.nu)
+        scalars = adam_scalars(h, count)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
+        nu = jax.tree.map(lambda g, v: update_moment(g, v, h["b2"], 2), updates, state.nu)
 
         rho_inf, rho = _sma_length(h["b2"], count)
         rectify = rho > h["threshold"]
@@ -263,7 +268,7 @@ def scale_by_radam(
         r = jnp.sqrt(jnp.where(rectify, ratio, 0))
 
         def direction(g, m, v):
-            m_hat, adaptive = _adam_step(g, m, v, h, count, nesterov)
+            m_hat, adaptive = adam_step(g, m, v, scalars, nesterov)
             return jnp.where(rectify, r.astype(adaptive.dtype) * adaptive, m_hat).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
@@ -339,18 +344,18 @@ def scale_by_adan(
     )
 
     def init(params):
-        zeros = _zeros(params, None)
-        return ScaleByAdanState(zero_count(), zeros, zeros, _magnitudes(params), zeros, hp.init())
+        zeros = moments_like(params, None)
+        return ScaleByAdanState(zero_count(), zeros, zeros, magnitudes_like(params), zeros, hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.m, updates)
+        check_updates(state.m, updates)
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
         first = state.count == 0
 
         def step(g, m, v, n, g_prev):
             dtype = compute_dtype(g, m, v, n, g_prev)
-            b1_, b2_, b3_, eps_, eps_root_ = _as(dtype, h["b1"], h["b2"], h["b3"], h["eps"], h["eps_root"])
+            b1_, b2_, b3_, eps_, eps_root_ = cast_scalars(dtype, h["b1"], h["b2"], h["b3"], h["eps"], h["eps_root"])
             g_ = g.astype(dtype)
             delta = jnp.where(first, 0, g_ - g_prev.astype(dtype))
             new_m = b1_ * m + (1 - b1_) * g_
@@ -361,7 +366,7 @@ def scale_by_adan(
             )
             return u.astype(g.dtype), new_m.astype(m.dtype), new_v.astype(v.dtype), new_n.astype(n.dtype)
 
-        out, m, v, n = _split(jax.tree.map(step, updates, state.m, state.v, state.n, state.g), updates, 4)
+        out, m, v, n = unzip(jax.tree.map(step, updates, state.m, state.v, state.n, state.g), updates, 4)
         g = jax.tree.map(lambda x, old: x.astype(old.dtype), updates, state.g)
         return out, ScaleByAdanState(count, m, v, n, g, state.hyperparams)
 
@@ -439,10 +444,10 @@ def scale_by_novograd(
 
     def init(params):
         nu = jax.tree.map(lambda p: jnp.zeros((), magnitude_dtype(p)), params)
-        return ScaleByNovogradState(zero_count(), _zeros(params, mu_dtype), nu, hp.init())
+        return ScaleByNovogradState(zero_count(), moments_like(params, mu_dtype), nu, hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         if params is None and (decays or mask is not None):
             raise ValueError("scale_by_novograd with weight decay needs the parameters: call update(updates, state, params)")
         h = hp.values(state.hyperparams)
@@ -450,11 +455,11 @@ def scale_by_novograd(
         first = state.count == 0
         if params is not None:
             _tree.check_same_structure(params, updates, "the parameters", "the updates")
-        selected = jax.tree.map(lambda _: params is not None, updates) if mask is None else _mask_tree(mask, params)
+        selected = jax.tree.map(lambda _: params is not None, updates) if mask is None else resolve_mask(mask, params)
 
         def step(g, m, v, p, decay):
             dtype = compute_dtype(g, m, v)
-            b1_, b2_, eps_, eps_root_, wd = _as(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"])
+            b1_, b2_, eps_, eps_root_, wd = cast_scalars(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"])
             g_ = g.astype(dtype)
             norm_sq = jnp.sum(abs_sq(g_)).astype(real_dtype(dtype))
             new_v = jnp.where(first, norm_sq, b2_ * v + (1 - b2_) * norm_sq)
@@ -465,7 +470,7 @@ def scale_by_novograd(
             return new_m.astype(g.dtype), new_m.astype(m.dtype), new_v.astype(v.dtype)
 
         params = updates if params is None else params  # then nothing is decayed
-        out, mu, nu = _split(jax.tree.map(step, updates, state.mu, state.nu, params, selected), updates, 3)
+        out, mu, nu = unzip(jax.tree.map(step, updates, state.mu, state.nu, params, selected), updates, 3)
         return out, ScaleByNovogradState(count, mu, nu, hp.advance(state.hyperparams, count))
 
     return GradientTransformation(init, update)
@@ -523,22 +528,22 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
     hp = Hyperparams(rho=check_decay("rho", rho), eps=check_nonnegative("eps", eps), allow_schedules=False)
 
     def init(params):
-        return ScaleByAdaDeltaState(_magnitudes(params), _magnitudes(params), hp.init())
+        return ScaleByAdaDeltaState(magnitudes_like(params), magnitudes_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.e_g, updates)
+        check_updates(state.e_g, updates)
         h = hp.values(state.hyperparams)
-        e_g = jax.tree.map(lambda g, e: _moment(g, e, h["rho"], 2), updates, state.e_g)
+        e_g = jax.tree.map(lambda g, e: update_moment(g, e, h["rho"], 2), updates, state.e_g)
 
         def step(g, eg, ex):
             dtype = compute_dtype(g, eg, ex)
-            rho_, eps_ = _as(dtype, h["rho"], h["eps"])
+            rho_, eps_ = cast_scalars(dtype, h["rho"], h["eps"])
             real = real_dtype(dtype)
             dx = g.astype(dtype) * jnp.sqrt(ex.astype(real) + eps_) / jnp.sqrt(eg.astype(real) + eps_)
             new_ex = rho_ * ex + (1 - rho_) * abs_sq(dx)
             return dx.astype(g.dtype), new_ex.astype(ex.dtype)
 
-        out, e_x = _split(jax.tree.map(step, updates, e_g, state.e_x), updates, 2)
+        out, e_x = unzip(jax.tree.map(step, updates, e_g, state.e_x), updates, 2)
         return out, ScaleByAdaDeltaState(e_g, e_x, state.hyperparams)
 
     return GradientTransformation(init, update)

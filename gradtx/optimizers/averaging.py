@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative
+from gradtx.core.aliases import Params, ScalarOrSchedule
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.numerics import safe_increment, zero_count
+from gradtx.core.validation import check_nonnegative
+from gradtx.transforms.combine import chain
 from gradtx.transforms.regularizers import add_decayed_weights
 
 

@@ -16,18 +16,25 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.optimizers.adam_variants import _split
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
+from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation, negate
+from gradtx.core.hyperparams import Hyperparams, float_dtype, renamed
+from gradtx.core.kit import cast_scalars, check_updates, unzip
+from gradtx.core.numerics import (
+    abs_sq,
+    compute_dtype,
+    magnitude_dtype,
+    real_dtype,
+    safe_increment,
+    zero_count,
+)
+from gradtx.core.validation import check_decay, check_nonnegative, check_range
+from gradtx.transforms.block_scaling import scale_by_param_block_rms
 from gradtx.transforms.clipping import clip_by_block_rms
 from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_range, float_dtype
-from gradtx.optimizers.adam import _as, _check, ema
-from gradtx.core.numerics import abs_sq, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers.sgd import Mask
+from gradtx.transforms.momentum import ema
 from gradtx.transforms.regularizers import add_decayed_weights
-from gradtx.optimizers.layerwise import scale_by_param_block_rms
 from gradtx.transforms.scaling import scale_by_learning_rate
-from gradtx.optimizers.sign import _negate, _renamed
 
 
 def _divide_by_root(g: jax.Array, v_hat: jax.Array) -> jax.Array:
@@ -131,7 +138,7 @@ def scale_by_factored_rms(
         return FactoredState(zero_count(), *trees, hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.v, updates, shapes=False)  # v is a (1,) placeholder for factored leaves
+        check_updates(state.v, updates, shapes=False)  # v is a (1,) placeholder for factored leaves
         h = hp.values(state.hyperparams)
         since = jnp.maximum(state.count.astype(h["step_offset"].dtype) - h["step_offset"], 0)
         beta = jnp.asarray(decay_rate_fn(since, h["decay_rate"]))
@@ -139,7 +146,7 @@ def scale_by_factored_rms(
         def step(g, r, c, v):
             ax = axes(g)
             dtype = compute_dtype(g, r, c, v)
-            b, eps = _as(dtype, beta, h["epsilon"])
+            b, eps = cast_scalars(dtype, beta, h["epsilon"])
             g_ = g.astype(dtype)
             sq = abs_sq(g_) + eps
             if not ax:
@@ -152,7 +159,7 @@ def scale_by_factored_rms(
             v_hat = row_stats / jnp.mean(row_stats, axis=rows, keepdims=True) * jnp.expand_dims(new_c, rows)
             return _divide_by_root(g_, v_hat).astype(g.dtype), new_r.astype(r.dtype), new_c.astype(c.dtype), v
 
-        out, v_row, v_col, v = _split(
+        out, v_row, v_col, v = unzip(
             jax.tree.map(step, updates, state.v_row, state.v_col, state.v), updates, 4
         )
         return out, FactoredState(safe_increment(state.count), v_row, v_col, v, state.hyperparams)
@@ -204,21 +211,21 @@ def adafactor(
         ['clipping_threshold', 'decay_offset', 'decay_rate', 'eps', 'learning_rate', 'min_scale']
     """
     blocks = [
-        _renamed(
+        renamed(
             scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps),
             epsilon="eps", step_offset="decay_offset",
         )
     ]
     if clipping_threshold is not None:
-        blocks.append(_renamed(clip_by_block_rms(clipping_threshold), threshold="clipping_threshold"))
+        blocks.append(renamed(clip_by_block_rms(clipping_threshold), threshold="clipping_threshold"))
     blocks.append(scale_by_learning_rate(_relative_step_size if learning_rate is None else learning_rate, flip_sign=False))
     if multiply_by_parameter_scale:
         blocks.append(scale_by_param_block_rms(1e-3))
     if momentum is not None:
-        blocks.append(_renamed(ema(momentum, debias=False, accumulator_dtype=dtype_momentum), decay="momentum"))
+        blocks.append(renamed(ema(momentum, debias=False, accumulator_dtype=dtype_momentum), decay="momentum"))
     if weight_decay_rate is not None:
-        blocks.append(_renamed(add_decayed_weights(weight_decay_rate, weight_decay_mask), weight_decay="weight_decay_rate"))
-    return chain(*blocks, _negate())
+        blocks.append(renamed(add_decayed_weights(weight_decay_rate, weight_decay_mask), weight_decay="weight_decay_rate"))
+    return chain(*blocks, negate())
 
 
 # ----------------------------------------------------------------------- SM3
@@ -275,12 +282,12 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
         return ScaleBySM3State(jax.tree.map(_sm3_accumulators, params), _tree.zeros_like(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.m, updates)
+        check_updates(state.m, updates)
         h = hp.values(state.hyperparams)
 
         def step(g, mu, m):
             dtype = compute_dtype(g, m, *mu)
-            b1_, b2_, eps_ = _as(dtype, h["b1"], h["b2"], h["eps"])
+            b1_, b2_, eps_ = cast_scalars(dtype, h["b1"], h["b2"], h["eps"])
             g_ = g.astype(dtype)
             ndim = g.ndim
             along = [jnp.reshape(a, [-1 if d == i else 1 for d in range(ndim)]) for i, a in enumerate(mu)]
@@ -293,7 +300,7 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
             new_m = b1_ * m + (1 - b1_) * _divide_by_root(g_, nu + eps_)
             return new_m.astype(g.dtype), tuple(a.astype(old.dtype) for a, old in zip(new_mu, mu)), new_m.astype(m.dtype)
 
-        out, mu, m = _split(jax.tree.map(step, updates, state.mu, state.m), updates, 3)
+        out, mu, m = unzip(jax.tree.map(step, updates, state.mu, state.m), updates, 3)
         return out, ScaleBySM3State(mu, m, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -313,4 +320,4 @@ def sm3(learning_rate: ScalarOrSchedule = 1e-2, momentum: float = 0.9) -> Gradie
         >>> [round(x, 4) for x in updates[0].tolist()], gradtx.hyperparams(state)["momentum"]
         ([-0.05, 0.05], 0.5)
     """
-    return chain(_renamed(scale_by_sm3(momentum), b1="momentum"), scale_by_learning_rate(learning_rate))
+    return chain(renamed(scale_by_sm3(momentum), b1="momentum"), scale_by_learning_rate(learning_rate))

@@ -22,11 +22,14 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule, Updates, stateless
-from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import check_range, float_dtype
-from gradtx.transforms.linesearch import scale_by_zoom_linesearch
+from gradtx.core.aliases import Params, ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation, negate
+from gradtx.core.hyperparams import float_dtype
+from gradtx.core.kit import real_vdot
 from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.core.validation import check_range
+from gradtx.transforms.combine import chain
+from gradtx.transforms.linesearch import scale_by_zoom_linesearch
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
@@ -47,15 +50,6 @@ class ScaleByLBFGSState(NamedTuple):
     diff_updates_memory: Updates
     weights_memory: jax.Array
     hyperparams: dict[str, Any]
-
-
-def _dot(a: Updates, b: Updates) -> jax.Array:
-    total = jnp.zeros((), float_dtype())
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        c = jnp.promote_types(jnp.result_type(x, y), float_dtype())
-        # Re<x, y>: the inner product of C^n taken as R^2n (what curvature and descent are measured in)
-        total = total + jnp.real(jnp.sum(jnp.conj(x.astype(c)) * y.astype(c))).astype(total.dtype)
-    return total
 
 
 def _slot(memory: Updates, i: jax.Array) -> Updates:
@@ -85,7 +79,7 @@ def two_loop_recursion(
     def backward(j, carry):
         q, alphas = carry
         i = (newest - j) % m
-        alpha = rho[i] * _dot(_slot(s, i), q)
+        alpha = rho[i] * real_vdot(_slot(s, i), q, float_dtype())
         return _axpy(-alpha, _slot(y, i), q), alphas.at[i].set(alpha)
 
     q, alphas = jax.lax.fori_loop(0, m, backward, (work, jnp.zeros_like(rho)))
@@ -93,7 +87,7 @@ def two_loop_recursion(
 
     def forward(j, r):
         i = (newest + 1 + j) % m
-        beta = rho[i] * _dot(_slot(y, i), r)
+        beta = rho[i] * real_vdot(_slot(y, i), r, float_dtype())
         return _axpy(alphas[i] - beta, _slot(s, i), r)
 
     return jax.lax.fori_loop(0, m, forward, r)
@@ -154,7 +148,7 @@ def _lbfgs_step(memory_size, scale_init_precond, updates, state, params):
     k = state.count
     s = jax.tree.map(lambda p, q: p.astype(compute_dtype(p, q)) - q, params, state.params)
     y = jax.tree.map(lambda g, q: g.astype(compute_dtype(g, q)) - q, updates, state.updates)
-    sy = _dot(s, y)
+    sy = real_vdot(s, y, float_dtype())
     usable = (k > 0) & (sy > 0) & jnp.isfinite(sy)
     rho_new = jnp.where(usable, 1 / jnp.where(usable, sy, 1.0), 0.0)
     usable = usable & jnp.isfinite(rho_new)
@@ -181,7 +175,7 @@ def _lbfgs_step(memory_size, scale_init_precond, updates, state, params):
         gamma = jnp.ones((), float_dtype())
 
     direction = two_loop_recursion(updates, s_mem, y_mem, rho, slot, gamma)
-    descends = _dot(direction, updates) > 0
+    descends = real_vdot(direction, updates, float_dtype()) > 0
     fallback = (g_norm > 0) & ~descends
     out = jax.tree.map(
         lambda d, g: jnp.where(fallback, g * unit.astype(d.dtype), d).astype(g.dtype), direction, updates)
@@ -192,10 +186,6 @@ def _lbfgs_step(memory_size, scale_init_precond, updates, state, params):
         s_mem, y_mem, rho, state.hyperparams,
     )
     return out, new_state
-
-
-def _negate() -> GradientTransformation:
-    return stateless(lambda updates, params: jax.tree.map(jnp.negative, updates))
 
 
 def lbfgs(
@@ -228,5 +218,5 @@ def lbfgs(
     if linesearch is None:
         return chain(scale_by_lbfgs(memory_size, scale_init_precond),
                      scale_by_learning_rate(1.0 if learning_rate is None else learning_rate))
-    sign = _negate() if learning_rate is None else scale_by_learning_rate(learning_rate)
+    sign = negate() if learning_rate is None else scale_by_learning_rate(learning_rate)
     return chain(scale_by_lbfgs(memory_size, scale_init_precond), sign, linesearch)

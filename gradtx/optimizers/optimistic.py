@@ -13,11 +13,14 @@ from typing import Any, NamedTuple
 
 import jax
 
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates
-from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative
-from gradtx.optimizers.adam import _as, _check, _unzip, _zeros, scale_by_adam
+from gradtx.core.aliases import ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams
+from gradtx.core.kit import cast_scalars, check_updates, moments_like, unzip
 from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
+from gradtx.core.validation import check_nonnegative
+from gradtx.optimizers.adam import scale_by_adam
+from gradtx.transforms.combine import chain
 from gradtx.transforms.scaling import scale_by_learning_rate
 
 
@@ -50,19 +53,19 @@ def scale_by_optimistic_gradient(alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSc
     hp = Hyperparams(alpha=check_nonnegative("alpha", alpha), beta=check_nonnegative("beta", beta))
 
     def init(params):
-        return ScaleByOptimisticGradientState(zero_count(), _zeros(params, None), hp.init())
+        return ScaleByOptimisticGradientState(zero_count(), moments_like(params, None), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.prev_grad, updates)
+        check_updates(state.prev_grad, updates)
         h = hp.values(state.hyperparams)
 
         def step(g, g_prev):
             dtype = compute_dtype(g, g_prev)
-            a, b = _as(dtype, h["alpha"], h["beta"])
+            a, b = cast_scalars(dtype, h["alpha"], h["beta"])
             g_, prev = g.astype(dtype), g_prev.astype(dtype)
             return (a * g_ + b * (g_ - prev)).astype(g.dtype), g.astype(g_prev.dtype)
 
-        out, prev_grad = _unzip(jax.tree.map(step, updates, state.prev_grad), updates)
+        out, prev_grad = unzip(jax.tree.map(step, updates, state.prev_grad), updates)
         count = safe_increment(state.count)
         return out, ScaleByOptimisticGradientState(count, prev_grad, hp.advance(state.hyperparams, count))
 

@@ -15,45 +15,28 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.optimizers.adam_variants import _split
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule, Updates, stateless
-from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import Hyperparams, check_decay, check_nonnegative, check_positive, check_range
-from gradtx.optimizers.adam import _as, _check, _magnitudes, _moment, _zeros, ema
+from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
+from gradtx.core.base import GradientTransformation, negate, stateless
+from gradtx.core.hyperparams import Hyperparams, renamed
+from gradtx.core.kit import (
+    cast_scalars,
+    check_updates,
+    magnitudes_like,
+    moments_like,
+    unzip,
+    update_moment,
+)
 from gradtx.core.numerics import compute_dtype, real_dtype, safe_increment, zero_count
-from gradtx.optimizers.sgd import Mask
+from gradtx.core.validation import (
+    check_decay,
+    check_nonnegative,
+    check_positive,
+    check_range,
+)
+from gradtx.transforms.combine import chain
+from gradtx.transforms.momentum import ema
 from gradtx.transforms.regularizers import add_decayed_weights
 from gradtx.transforms.scaling import scale_by_learning_rate
-
-
-def _renamed(inner: GradientTransformation, **names: str) -> GradientTransformation:
-    """``inner`` with hyperparameters renamed in its state (``decay="beta"``), so that
-    they read back under the argument names of the optimizer built from it."""
-    back = {new: old for old, new in names.items()}
-
-    def rename(state, mapping):
-        if hasattr(state, "_fields"):  # a NamedTuple state, possibly wrapping others (masked)
-            return type(state)(*(
-                {mapping.get(k, k): v for k, v in value.items()} if field == "hyperparams" else rename(value, mapping)
-                for field, value in zip(state._fields, state)
-            ))
-        if isinstance(state, tuple):
-            return tuple(rename(s, mapping) for s in state)
-        return state
-
-    def init(params):
-        return rename(inner.init(params), names)
-
-    def update(updates, state, params=None, **extra_args):
-        updates, state = inner.update(updates, rename(state, back), params, **extra_args)
-        return updates, rename(state, names)
-
-    return GradientTransformation(init, update)
-
-
-def _negate() -> GradientTransformation:
-    return stateless(lambda updates, params: jax.tree.map(jnp.negative, updates))
-
 
 # ------------------------------------------------------------ signSGD, Signum
 
@@ -114,7 +97,7 @@ def signum(
         ([-0.0], {'beta': 0.5, 'learning_rate': 0.1})
     """
     return chain(
-        _renamed(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), decay="beta"),
+        renamed(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), decay="beta"),
         scale_by_sign(),
         scale_by_learning_rate(learning_rate),
     )
@@ -161,19 +144,19 @@ def scale_by_lion(
     hp = Hyperparams(b1=check_decay("b1", b1), b2=check_decay("b2", b2), allow_schedules=False)
 
     def init(params):
-        return ScaleByLionState(zero_count(), _zeros(params, mu_dtype), hp.init())
+        return ScaleByLionState(zero_count(), moments_like(params, mu_dtype), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.mu, updates)
+        check_updates(state.mu, updates)
         h = hp.values(state.hyperparams)
 
         def direction(g, m):
             dtype = compute_dtype(g, m)
-            (b1_,) = _as(dtype, h["b1"])
+            (b1_,) = cast_scalars(dtype, h["b1"])
             return jnp.sign(b1_ * m + (1 - b1_) * g.astype(dtype)).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, state.mu)
-        mu = jax.tree.map(lambda g, m: _moment(g, m, h["b2"], 1), updates, state.mu)
+        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b2"], 1), updates, state.mu)
         return out, ScaleByLionState(safe_increment(state.count), mu, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -262,16 +245,16 @@ def scale_by_rprop(
     )
 
     def init(params):
-        step_sizes = _magnitudes(params, fill_value=learning_rate)  # real, float32 for float16
-        return ScaleByRpropState(zero_count(), step_sizes, _zeros(params, None), hp.init())
+        step_sizes = magnitudes_like(params, fill_value=learning_rate)  # real, float32 for float16
+        return ScaleByRpropState(zero_count(), step_sizes, moments_like(params, None), hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        _check(state.step_sizes, updates)
+        check_updates(state.step_sizes, updates)
         h = hp.values(state.hyperparams)
 
         def step(g, delta, g_prev):
             dtype = compute_dtype(g, delta)
-            eta_minus_, eta_plus_, lo, hi = _as(dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"])
+            eta_minus_, eta_plus_, lo, hi = cast_scalars(dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"])
             sign = jnp.sign(g.astype(dtype))  # z / |z| for a complex z
             agree = jnp.real(sign * jnp.conj(jnp.sign(g_prev.astype(dtype))))
             d = delta.astype(real_dtype(dtype))
@@ -279,7 +262,7 @@ def scale_by_rprop(
             u = sign * new_d
             return u.astype(g.dtype), new_d.astype(delta.dtype), g.astype(g_prev.dtype)
 
-        out, step_sizes, prev_grad = _split(jax.tree.map(step, updates, state.step_sizes, state.prev_grad), updates, 3)
+        out, step_sizes, prev_grad = unzip(jax.tree.map(step, updates, state.step_sizes, state.prev_grad), updates, 3)
         return out, ScaleByRpropState(safe_increment(state.count), step_sizes, prev_grad, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -306,4 +289,4 @@ def rprop(
         >>> [round(x, 3) for x in w.tolist()]
         [3.0, 3.0]
     """
-    return chain(scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size), _negate())
+    return chain(scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size), negate())

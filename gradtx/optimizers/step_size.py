@@ -12,13 +12,21 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule
+from gradtx.core.aliases import Mask, ScalarOrSchedule
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams, float_dtype
+from gradtx.core.kit import scaled
+from gradtx.core.numerics import (
+    moment_dtype,
+    safe_increment,
+    safe_norm,
+    scalar_loss,
+    zero_count,
+)
+from gradtx.core.validation import check_nonnegative, check_positive, check_range
 from gradtx.transforms.combine import chain
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
-from gradtx.optimizers.layerwise import Mask
-from gradtx.core.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
 from gradtx.transforms.regularizers import add_decayed_weights
-from gradtx.transforms.scaling import _scheduled_scale, _times, scale_by_learning_rate
+from gradtx.transforms.scaling import scale_by_hyperparameter, scale_by_learning_rate
 
 
 def _ratio(numerator, denominator, where_zero):
@@ -88,7 +96,7 @@ def scale_by_polyak(
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
         gamma = jnp.minimum(_ratio(gap, jnp.square(norm.astype(dtype)) + eps_, cap), cap)
-        return _times(updates, gamma), ScaleByPolyakState(gamma.astype(state.step_size.dtype), state.hyperparams)
+        return scaled(updates, gamma), ScaleByPolyakState(gamma.astype(state.step_size.dtype), state.hyperparams)
 
     return GradientTransformation(init, update)
 
@@ -117,7 +125,7 @@ def polyak_sgd(
         [0.25, -0.125]
     """
     check_nonnegative("scaling", scaling)
-    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant), _scheduled_scale("scaling", scaling, -1.0))
+    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant), scale_by_hyperparameter("scaling", scaling, -1.0))
 
 
 # -------------------------------------------------------------------------- DoG
@@ -230,7 +238,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
                 d.astype(dtype), _tree.norm(state.init_params).astype(dtype), state.max_dist,
                 state.sum_sq_norm_grads, _tree.norm(updates).astype(dtype),
             )
-            out = _times(updates, eta)
+            out = scaled(updates, eta)
         count = safe_increment(state.count)
         return out, DoGState(count, state.init_params, max_dist, sum_sq, state.hyperparams)
 

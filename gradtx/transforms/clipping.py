@@ -9,8 +9,9 @@ import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
 from gradtx.core.base import GradientTransformation
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive
+from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.numerics import norm_dtype, safe_norm
+from gradtx.core.validation import check_nonnegative, check_positive
 
 
 class ClipState(NamedTuple):

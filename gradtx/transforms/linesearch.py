@@ -34,9 +34,12 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, Params, Updates
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_positive, check_range, float_dtype
+from gradtx.core.aliases import Params, Updates
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams, float_dtype
+from gradtx.core.kit import real_vdot, scaled
 from gradtx.core.numerics import scalar_loss
+from gradtx.core.validation import check_nonnegative, check_positive, check_range
 
 # ------------------------------------------------------------------- shared pieces
 
@@ -68,24 +71,9 @@ def _checked(who, updates, params, value, grad, value_fn, extra_args):
     return jnp.asarray(value).astype(dtype), _fn_kwargs(value_fn, extra_args)
 
 
-def _dot(a: Updates, b: Updates, dtype) -> jax.Array:
-    """:math:`\\langle a, b \\rangle` over all leaves, accumulated in ``dtype`` (at least float32)."""
-    total = jnp.zeros((), dtype)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        c = jnp.promote_types(jnp.result_type(x, y), dtype)
-        # Re<x, y>: for a complex x the directional derivative, C^n taken as R^2n
-        total = total + jnp.real(jnp.sum(jnp.conj(x.astype(c)) * y.astype(c))).astype(dtype)
-    return total
-
-
-def _scaled(direction: Updates, eta: jax.Array) -> Updates:
-    """:math:`\\eta d`, each leaf in its own dtype: the updates the search returns."""
-    return jax.tree.map(lambda d: (eta.astype(jnp.promote_types(d.dtype, eta.dtype)) * d).astype(d.dtype), direction)
-
-
 def _trial(params: Params, direction: Updates, eta: jax.Array) -> Params:
     """:math:`x + \\eta d`, computed exactly as ``apply_updates`` will compute it."""
-    return jax.tree.map(lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, _scaled(direction, eta))
+    return jax.tree.map(lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, scaled(direction, eta))
 
 
 def _like_params(tree: Updates, params: Params) -> Updates:
@@ -207,7 +195,7 @@ def scale_by_backtracking_linesearch(
         eta, phi, g, i, error = _call(_backtrack, static, params, updates, grad, phi0, h, kwargs)
         stored = dict(state.hyperparams, learning_rate=eta.astype(state.hyperparams["learning_rate"].dtype))
         info = BacktrackingLinesearchInfo(i, error.astype(state.info.decrease_error.dtype))
-        return _scaled(updates, eta), ScaleByBacktrackingLinesearchState(phi.astype(state.value.dtype), g, info, stored)
+        return scaled(updates, eta), ScaleByBacktrackingLinesearchState(phi.astype(state.value.dtype), g, info, stored)
 
     return GradientTransformation(init, update)
 
@@ -215,7 +203,7 @@ def scale_by_backtracking_linesearch(
 def _backtrack(value_fn, max_steps, store_grad, verbose, params, direction, grad, phi0, h, kwargs):
     """The backtracking loop; returns the step, the value and gradient there, the evaluations and the miss."""
     dtype = phi0.dtype
-    slope0 = _dot(grad, direction, dtype)
+    slope0 = real_vdot(grad, direction, dtype)
     bound0 = phi0 + h["atol"] + h["rtol"] * jnp.abs(phi0)
     f = lambda x: jnp.asarray(value_fn(x, **kwargs)).astype(dtype)  # noqa: E731
     evaluate = _value_and_grad(f) if store_grad else lambda x: (f(x), None)
@@ -368,7 +356,7 @@ def scale_by_zoom_linesearch(
         info = ZoomLinesearchInfo(i, *(e.astype(info_dtype) for e in errors))
         stored = dict(state.hyperparams, learning_rate=point.eta.astype(state.hyperparams["learning_rate"].dtype))
         new_state = ScaleByZoomLinesearchState(point.value.astype(state.value.dtype), g, info, stored)
-        return _scaled(updates, point.eta), new_state
+        return scaled(updates, point.eta), new_state
 
     return GradientTransformation(init, update)
 
@@ -379,7 +367,7 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
     dtype = phi0.dtype
     eta_max = h.get("max_learning_rate", jnp.asarray(jnp.inf, dtype))
     c1, c2, tol_ = h["slope_rtol"], h["curv_rtol"], h["tol"]
-    slope0 = _dot(grad, direction, dtype)
+    slope0 = real_vdot(grad, direction, dtype)
     descent = jnp.minimum(slope0, 0.0)  # along an ascent direction f may not increase either
     vg = _value_and_grad(lambda x: jnp.asarray(value_fn(x, **kwargs)).astype(dtype))
 
@@ -395,7 +383,7 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
         eta = c.next_eta
         phi, g = vg(_trial(params, direction, eta))
         phi = jnp.where(jnp.isnan(phi), jnp.inf, phi)
-        cur = _Point(eta, phi, _dot(g, direction, dtype))
+        cur = _Point(eta, phi, real_vdot(g, direction, dtype))
         dec, curv = decrease(cur), jnp.abs(cur.slope) <= c2 * jnp.abs(slope0) + tol_
         # Alg. 3.5, bracketing: [prev, cur] or [cur, prev] brackets a Wolfe step, or cur is one
         b_high = ~dec | ((c.i > 0) & (phi >= c.prev.value))

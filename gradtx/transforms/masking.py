@@ -15,14 +15,15 @@ so ``"*bias"`` matches ``"params/Dense_0/bias"`` and ``"*norm*/scale"`` matches
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 import jax
 from jax.tree_util import GetAttrKey
 
 from gradtx.core import tree as _tree
+from gradtx.core.aliases import Params, PyTree
+from gradtx.core.base import GradientTransformation, set_to_zero
 
-PyTree = Any
 _VARIABLE_ATTRIBUTES = ("value", "raw_value")
 
 
@@ -94,3 +95,158 @@ def path_labels(rules: Mapping[str, Any] | Iterable[tuple[str, Any]], default: A
         return default
 
     return lambda params: jax.tree_util.tree_map_with_path(label, params)
+
+
+class MaskedNode(NamedTuple):
+    """Stands in for a leaf that a mask leaves out: a pytree node with no leaves."""
+
+
+class MaskedState(NamedTuple):
+    """The state of :func:`masked`: the inner transform's state over the selected leaves."""
+
+    inner_state: Any
+
+
+def resolve_mask(mask: PyTree | Callable[[Params], PyTree], params: PyTree) -> PyTree:
+    mask_tree = mask(params) if callable(mask) else mask
+    _tree.check_same_structure(params, mask_tree, "the parameters", "the mask")
+    for path, leaf in _tree.leaves_with_path(mask_tree):
+        if not isinstance(leaf, bool):
+            raise TypeError(
+                f"mask leaves must be Python bools; at '{_tree.path_str(path)}' got {type(leaf).__name__}"
+            )
+    return mask_tree
+
+
+def _select(mask_tree: PyTree, values: PyTree) -> PyTree:
+    return jax.tree.map(lambda m, v: v if m else MaskedNode(), mask_tree, values)
+
+
+def masked(inner: GradientTransformation, mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
+    """Apply ``inner`` to the leaves where ``mask`` is True; pass the others through.
+
+    ``mask`` is a tree of Python bools shaped like the parameters, or a function
+    of the parameters returning one. The inner state holds only selected leaves.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.masked(gradtx.scale(0.0), {"w": True, "b": False})
+        >>> u, _ = tx.update({"w": jnp.ones(1), "b": jnp.ones(1)}, tx.init({"w": jnp.ones(1), "b": jnp.ones(1)}))
+        >>> (u["w"].tolist(), u["b"].tolist())
+        ([0.0], [1.0])
+    """
+
+    def init(params):
+        return MaskedState(inner.init(_select(resolve_mask(mask, params), params)))
+
+    def update(updates, state, params=None, **extra_args):
+        mask_tree = resolve_mask(mask, updates if params is None else params)
+        _tree.check_same_structure(mask_tree, updates, "the mask", "the updates")
+        inner_params = None if params is None else _select(mask_tree, params)
+        new, inner_state = inner.update(_select(mask_tree, updates), state.inner_state, inner_params, **extra_args)
+        merged = jax.tree.map(lambda m, n, u: n if m else u, mask_tree, new, updates)
+        return merged, MaskedState(inner_state)
+
+    return GradientTransformation(init, update)
+
+
+class PartitionState(NamedTuple):
+    """``partition``: each label's transform state, over that label's leaves only."""
+
+    inner_states: dict[Any, Any]
+
+
+def _label_tree(param_labels: PyTree | Callable[[Params], PyTree], params: PyTree, known) -> PyTree:
+    labels = param_labels(params) if callable(param_labels) else param_labels
+    _tree.check_same_structure(params, labels, "the parameters", "the labels")
+    for path, label in _tree.leaves_with_path(labels):
+        if label not in known:
+            raise ValueError(
+                f"the label {label!r} at '{_tree.path_str(path)}' has no transform; the transforms are for {sorted(known, key=str)}"
+            )
+    return labels
+
+
+def partition(
+    transforms: dict[Any, GradientTransformation], param_labels: PyTree | Callable[[Params], PyTree],
+) -> GradientTransformation:
+    """Apply a different transform to each group of parameters.
+
+    ``param_labels`` gives each leaf a label (a tree of labels shaped like the
+    parameters, or a function of the parameters returning one); each label's
+    transform sees only its leaves. Also known as ``multi_transform``.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.ones(2), "b": jnp.ones(2)}
+        >>> tx = gradtx.partition({"fast": gradtx.sgd(1.0), "frozen": gradtx.set_to_zero()},
+        ...                       {"w": "fast", "b": "frozen"})
+        >>> updates, _ = tx.update(params, tx.init(params))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([-1.0, -1.0], [0.0, 0.0])
+    """
+    names = list(transforms)
+
+    def init(params):
+        labels = _label_tree(param_labels, params, transforms)
+        return PartitionState({
+            name: transforms[name].init(_select(jax.tree.map(lambda l: l == name, labels), params))  # noqa: E741
+            for name in names
+        })
+
+    def update(updates, state, params=None, **extra_args):
+        labels = _label_tree(param_labels, updates if params is None else params, transforms)
+        _tree.check_same_structure(labels, updates, "the labels", "the updates")
+        outputs, new_states = {}, {}
+        for name in names:
+            selected = jax.tree.map(lambda l: l == name, labels)  # noqa: E741
+            inner_params = None if params is None else _select(selected, params)
+            outputs[name], new_states[name] = transforms[name].update(
+                _select(selected, updates), state.inner_states[name], inner_params, **extra_args
+            )
+        merged = jax.tree.map(
+            lambda label, *outs: outs[names.index(label)], labels, *(outputs[n] for n in names)
+        )
+        return merged, PartitionState(new_states)
+
+    return GradientTransformation(init, update)
+
+
+multi_transform = partition
+
+
+def freeze(mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
+    """Zero the updates of the leaves where ``mask`` is True (frozen parameters).
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> tx = gradtx.freeze({"w": True, "b": False})
+        >>> updates, _ = tx.update({"w": jnp.ones(1), "b": jnp.ones(1)}, tx.init({"w": jnp.ones(1), "b": jnp.ones(1)}))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([0.0], [1.0])
+    """
+
+    return masked(set_to_zero(), mask)
+
+
+def selective_transform(
+    optimizer: GradientTransformation, *, freeze_mask: PyTree | Callable[[Params], PyTree],
+) -> GradientTransformation:
+    """Run ``optimizer`` on the leaves where ``freeze_mask`` is False; the others get zero updates.
+
+    The optimizer's state holds only the trained leaves.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> params = {"w": jnp.ones(1), "b": jnp.ones(1)}
+        >>> tx = gradtx.selective_transform(gradtx.sgd(0.5), freeze_mask={"w": False, "b": True})
+        >>> updates, _ = tx.update(params, tx.init(params))
+        >>> updates["w"].tolist(), updates["b"].tolist()
+        ([-0.5], [0.0])
+    """
+
+    def labels(params):
+        mask = resolve_mask(freeze_mask, params)
+        return jax.tree.map(lambda frozen: "frozen" if frozen else "trained", mask)
+
+    return partition({"trained": optimizer, "frozen": set_to_zero()}, labels)

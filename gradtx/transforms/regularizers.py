@@ -7,10 +7,13 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from gradtx.core import tree as _tree
-from gradtx.core.base import GradientTransformation, Params, ScalarOrSchedule
-from gradtx.transforms.combine import masked
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative
+from gradtx.core.aliases import Params, ScalarOrSchedule
+from gradtx.core.base import EmptyState, GradientTransformation
+from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.numerics import safe_increment, zero_count
+from gradtx.core.tree import check_real
+from gradtx.core.validation import check_nonnegative
+from gradtx.transforms.masking import masked
 
 
 class AddDecayedWeightsState(NamedTuple):
@@ -60,10 +63,6 @@ def add_decayed_weights(
 
 import jax.numpy as jnp  # noqa: E402 - this section's own imports
 import numpy as np  # noqa: E402
-
-from gradtx.core.base import EmptyState  # noqa: E402
-from gradtx.transforms.combine import chain  # noqa: E402
-from gradtx.transforms.scaling import scale_by_learning_rate  # noqa: E402
 
 
 def centralize() -> GradientTransformation:
@@ -184,7 +183,6 @@ def keep_params_nonnegative() -> GradientTransformation:
         >>> tx.update(jnp.array([-3.0, 0.5]), tx.init(params), params)[0].tolist()
         [-1.0, 0.5]
     """
-    from gradtx.core.numerics import check_real
 
     why = "complex numbers are neither negative nor non-negative"
 
@@ -236,26 +234,3 @@ def zero_nans() -> GradientTransformation:
         return cleaned, ZeroNansState(found)
 
     return GradientTransformation(init, update)
-
-
-def noisy_sgd(
-    learning_rate: ScalarOrSchedule = 1e-3, eta: float = 0.01, gamma: float = 0.55,
-    key: Any = None, *, seed: int | None = None,
-) -> GradientTransformation:
-    r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al., 2015).
-
-    .. math::
-        \theta_{t+1} = \theta_t - \alpha \left(g_t + \xi_t\right), \qquad
-        \xi_t \sim \mathcal N\!\left(0, \eta / (1 + t)^\gamma\right)
-
-    ``eta=0.01, gamma=0.55`` are the paper's (and Optax's). ``key`` (or
-    ``seed``) is required: see :func:`add_noise`. The default learning rate
-    1e-3 is :func:`gradtx.sgd`'s (Optax has none; the paper fixes none).
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.noisy_sgd(0.1, eta=0.0, key=0)  # no noise: plain SGD
-        >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
-        [-0.10000000149011612, -0.10000000149011612]
-    """
-    return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))

@@ -7,15 +7,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx.core.base import GradientTransformation, ScalarOrSchedule
-from gradtx.core.hyperparams import Hyperparams, check_nonnegative, check_range, float_dtype
+from gradtx.core.aliases import ScalarOrSchedule
+from gradtx.core.base import GradientTransformation
+from gradtx.core.hyperparams import Hyperparams, float_dtype
+from gradtx.core.kit import scaled
 from gradtx.core.numerics import safe_increment, scalar_loss, zero_count
-
-
-def _times(updates, factor):
-    """Every update times ``factor``, multiplied in the wider of their dtypes and cast back: a factor
-    past float16's range (1 / a tiny norm) must not become inf when the product is finite."""
-    return jax.tree.map(lambda u: (u * factor.astype(jnp.promote_types(u.dtype, factor.dtype))).astype(u.dtype), updates)
+from gradtx.core.validation import check_nonnegative, check_range
 
 
 class ScaleState(NamedTuple):
@@ -39,7 +36,7 @@ def scale(step_size: float) -> GradientTransformation:
         return ScaleState(hp.init())
 
     def update(updates, state, params=None, **extra_args):
-        return _times(updates, hp.values(state.hyperparams)["step_size"]), state
+        return scaled(updates, hp.values(state.hyperparams)["step_size"]), state
 
     return GradientTransformation(init, update)
 
@@ -51,7 +48,19 @@ class ScaleByScheduleState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
-def _scheduled_scale(name: str, value: ScalarOrSchedule, sign: float) -> GradientTransformation:
+def scale_by_hyperparameter(name: str, value: ScalarOrSchedule, sign: float = 1.0) -> GradientTransformation:
+    """Multiply the updates by ``sign * value``, with ``value`` (a number or a schedule) kept in the
+    state under ``name``: the building block of :func:`scale_by_learning_rate` and of any step size
+    that should read back under its own name.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> from gradtx.transforms.scaling import scale_by_hyperparameter
+        >>> tx = scale_by_hyperparameter("scaling", 0.5, sign=-1.0)
+        >>> state = tx.init(jnp.zeros(1))
+        >>> tx.update(jnp.ones(1), state)[0].tolist(), gradtx.hyperparams(state)
+        ([-0.5], {'scaling': 0.5})
+    """
     hp = Hyperparams(**{name: value})
 
     def init(params):
@@ -60,7 +69,7 @@ def _scheduled_scale(name: str, value: ScalarOrSchedule, sign: float) -> Gradien
     def update(updates, state, params=None, **extra_args):
         factor = hp.values(state.hyperparams)[name]
         count = safe_increment(state.count)
-        return _times(updates, sign * factor), ScaleByScheduleState(count, hp.advance(state.hyperparams, count))
+        return scaled(updates, sign * factor), ScaleByScheduleState(count, hp.advance(state.hyperparams, count))
 
     return GradientTransformation(init, update)
 
@@ -79,7 +88,7 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
         [-0.5, -0.5]
     """
     check_nonnegative("learning_rate", learning_rate)
-    return _scheduled_scale("learning_rate", learning_rate, -1.0 if flip_sign else 1.0)
+    return scale_by_hyperparameter("learning_rate", learning_rate, -1.0 if flip_sign else 1.0)
 
 
 def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
@@ -95,7 +104,7 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> Gradien
     """
     if not callable(step_size_fn):
         raise TypeError(f"step_size_fn must be a function of the step, got {step_size_fn!r}")
-    return _scheduled_scale("step_size", step_size_fn, 1.0)
+    return scale_by_hyperparameter("step_size", step_size_fn, 1.0)
 
 
 class ReduceOnPlateauState(NamedTuple):
@@ -174,6 +183,6 @@ def reduce_on_plateau(
         )
         waiting = state._replace(count=count, accumulated_value=total)
         new_state = jax.tree.map(lambda a, b: jnp.where(window_done, a, b), evaluated, waiting)
-        return _times(updates, new_state.scale), new_state
+        return scaled(updates, new_state.scale), new_state
 
     return GradientTransformation(init, update)
