@@ -4,6 +4,7 @@
     python3 dev.py train [args...]   train the example MLP (examples/mnist_mlp.py)
     python3 dev.py test [args...]    run the tests, not the slow ones (--slow: only the slow ones)
     python3 dev.py docs              build the docs, warnings as errors, into docs/_build/html
+    python3 dev.py lint              ruff (lint and format check) and mypy, as CI runs them
     python3 dev.py bench [args...]   run benchmarks/run.py
 
 Each command first makes sure that ./.venv exists and holds gradtx installed in
@@ -19,8 +20,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.parse
-import urllib.request
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.path.join(ROOT, ".venv")
@@ -60,19 +59,11 @@ def run(command: list[str], cwd: str | None = None, env: dict | None = None) -> 
 
 
 def bootstrap_pip() -> None:
-    """Install pip into a venv made without it (a Python whose ensurepip is missing).
-
-    pip's wheel runs as a zip application, so it can install itself from PyPI.
-    """
-    with urllib.request.urlopen("https://pypi.org/pypi/pip/json", timeout=60) as response:
-        release, base = json.load(response), response.geturl()
-    wheel = next(u for u in release["urls"] if u["packagetype"] == "bdist_wheel")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, wheel["filename"])
-        urllib.request.urlretrieve(urllib.parse.urljoin(base, wheel["url"]), path)
-        command = [venv_python(), os.path.join(path, "pip"), "install", "--quiet", "--no-index", path]
-        if run(command) != 0:
-            sys.exit("dev.py: could not install pip into .venv")
+    """Install pip into a venv made without it (a Python whose ensurepip is missing), with the
+    pip of the Python running this script."""
+    command = [sys.executable, "-m", "pip", "--python", venv_python(), "install", "--quiet", "pip"]
+    if run(command) != 0:
+        sys.exit("dev.py: could not install pip into .venv; install Python's venv module (with ensurepip) and retry")
 
 
 def create_venv() -> None:
@@ -86,8 +77,6 @@ def create_venv() -> None:
 
 def ensure_venv(extras: tuple[str, ...]) -> str:
     """Create .venv and install gradtx with ``extras`` unless already done for this pyproject.toml."""
-    if sys.version_info < (3, 10):
-        sys.exit(f"dev.py: gradtx needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     stamp, digest = read_stamp(), project_hash()
     fresh = not os.path.exists(venv_python())
     if not fresh and stamp.get("pyproject") == digest and set(extras) <= set(stamp.get("extras", [])):
@@ -157,7 +146,24 @@ def cmd_bench(args: list[str]) -> int:
     return run([python, script, *args], cwd=ROOT)
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "docs": cmd_docs, "bench": cmd_bench}
+def cmd_lint(args: list[str]) -> int:
+    python = ensure_venv(BASE_EXTRAS + ("lint",))
+    steps = [
+        ("ruff check", [python, "-m", "ruff", "check", "--no-cache", "."]),
+        ("ruff format --check", [python, "-m", "ruff", "format", "--check", "--no-cache", "."]),
+        ("mypy gradtx", [python, "-m", "mypy", "--no-incremental"]),
+    ]
+    failed = []
+    for name, command in steps:
+        say(f"running {name}")
+        if run(command + args, cwd=ROOT) != 0:
+            failed.append(name)
+    if failed:
+        say(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "docs": cmd_docs, "lint": cmd_lint, "bench": cmd_bench}
 
 
 def main(argv: list[str]) -> int:

@@ -30,7 +30,7 @@ LIBRARIES = ("gradtx", "optax", "torch-foreach", "torch-fused")
 CONFIGURATIONS = {
     "adam": "adam(1e-3)",
     "chain": "chain(clip_by_global_norm(1.0), adamw(warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000), "
-             "weight_decay=1e-2))",
+    "weight_decay=1e-2))",
     "sgd": "sgd(1e-3, momentum=0.9)",
     "lion": "lion(1e-4, b1=0.9, b2=0.99, weight_decay=1e-3)",
     "adafactor": "adafactor(1e-3)",

@@ -45,13 +45,34 @@ def table(header: list[str], lines: list[list[str]]) -> str:
 
 def full_table(result: dict) -> str:
     """Every row: tree x optimizer x library, with every figure."""
-    header = ["tree", "optimizer", "library", "step ms", "compile s", "state B/param", "XLA B/param",
-              "x floor", "x optax", "x torch-fused", "note"]
+    header = [
+        "tree",
+        "optimizer",
+        "library",
+        "step ms",
+        "compile s",
+        "state B/param",
+        "XLA B/param",
+        "x floor",
+        "x optax",
+        "x torch-fused",
+        "note",
+    ]
     fixed = lambda x, digits: "" if x is None else f"{x:.{digits}f}"
     lines = [
-        [r["tree"], r["optimizer"], r["library"], step_cell(r), fixed(r["compile_s"], 2),
-         fixed(r["state_bytes_per_param"], 2), fixed(r["xla_bytes_per_param"], 1),
-         ratio(r["x_floor"]), ratio(r["x_optax"]), ratio(r["x_torch_fused"]), r["note"]]
+        [
+            r["tree"],
+            r["optimizer"],
+            r["library"],
+            step_cell(r),
+            fixed(r["compile_s"], 2),
+            fixed(r["state_bytes_per_param"], 2),
+            fixed(r["xla_bytes_per_param"], 1),
+            ratio(r["x_floor"]),
+            ratio(r["x_optax"]),
+            ratio(r["x_torch_fused"]),
+            r["note"],
+        ]
         for r in result["rows"]
     ]
     return table(header, lines)
@@ -64,47 +85,66 @@ def summary_table(result: dict) -> str:
     for r in result["rows"]:
         groups.setdefault((r["tree"], r["optimizer"]), {})[r["library"]] = r
     compiled = [name for name in ("floor", "gradtx", "optax") if name in libraries]
-    header = ["tree", "optimizer", *(f"{name} ms" for name in libraries),
-              "gradtx x floor", "gradtx x optax", "gradtx x torch-fused", f"XLA B/param ({', '.join(compiled)})"]
+    header = [
+        "tree",
+        "optimizer",
+        *(f"{name} ms" for name in libraries),
+        "gradtx x floor",
+        "gradtx x optax",
+        "gradtx x torch-fused",
+        f"XLA B/param ({', '.join(compiled)})",
+    ]
     lines = []
     for (tree, optimizer), by_library in groups.items():
         ours = by_library.get("gradtx", {})
         xla = [by_library.get(name, {}).get("xla_bytes_per_param") for name in compiled]
-        lines.append([tree, optimizer, *(step_cell(by_library[name]) if name in by_library else "" for name in libraries),
-                      *(ratio(ours.get(field)) for field in ("x_floor", "x_optax", "x_torch_fused")),
-                      " / ".join("-" if x is None else f"{x:.0f}" for x in xla)])
+        lines.append(
+            [
+                tree,
+                optimizer,
+                *(step_cell(by_library[name]) if name in by_library else "" for name in libraries),
+                *(ratio(ours.get(field)) for field in ("x_floor", "x_optax", "x_torch_fused")),
+                " / ".join("-" if x is None else f"{x:.0f}" for x in xla),
+            ]
+        )
     return table(header, lines)
 
 
 def machine_text(result: dict) -> str:
     m = result["machine"]
     versions = ", ".join(f"{name} {m[name]}" for name in ("jax", "jaxlib", "optax", "torch", "numpy") if m.get(name))
-    trees = "; ".join(f"`{name}` {t['leaves']:,} {'leaf' if t['leaves'] == 1 else 'leaves'}, "
-                      f"{t['params']:,} parameters ({t['description']})"
-                      for name, t in result["trees"].items())
-    return "\n".join([
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
-        f"- XLA: {m['xla_backend']} ({m['xla_device']}); torch threads: {m['torch_threads']}; load average "
-        f"(1, 5, 15 min) {m['load_average']} before the run, {m['load_average_after']} after",
-        f"- Software: Python {m['python']}, gradtx {m['gradtx']} (git {m['gradtx_git']}), {versions}",
-        f"- Run: `{result['command']}`, {result['date']}, {result['runtime_s']:.0f} s in all; "
-        f"median of {result['steps']} steps after {result['warmup']} warm-up steps",
-        f"- Trees: {trees}",
-    ])
+    trees = "; ".join(
+        f"`{name}` {t['leaves']:,} {'leaf' if t['leaves'] == 1 else 'leaves'}, "
+        f"{t['params']:,} parameters ({t['description']})"
+        for name, t in result["trees"].items()
+    )
+    return "\n".join(
+        [
+            f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}",
+            f"- XLA: {m['xla_backend']} ({m['xla_device']}); torch threads: {m['torch_threads']}; load average "
+            f"(1, 5, 15 min) {m['load_average']} before the run, {m['load_average_after']} after",
+            f"- Software: Python {m['python']}, gradtx {m['gradtx']} (git {m['gradtx_git']}), {versions}",
+            f"- Run: `{result['command']}`, {result['date']}, {result['runtime_s']:.0f} s in all; "
+            f"median of {result['steps']} steps after {result['warmup']} warm-up steps",
+            f"- Trees: {trees}",
+        ]
+    )
 
 
 def docs_section(result: dict, source: str) -> str:
     """The generated part of docs/benchmarks.md, between its markers."""
-    return "\n\n".join([
-        BEGIN.format(source=source),
-        machine_text(result),
-        "### Step time\n\nMilliseconds per step; gradtx's time over the floor's, Optax's and fused torch's; and the "
-        "bytes per parameter that XLA's cost model counts in the floor's, gradtx's and Optax's compiled steps.",
-        summary_table(result),
-        "### All figures",
-        full_table(result),
-        END,
-    ])
+    return "\n\n".join(
+        [
+            BEGIN.format(source=source),
+            machine_text(result),
+            "### Step time\n\nMilliseconds per step; gradtx's time over the floor's, Optax's and fused torch's; and the "
+            "bytes per parameter that XLA's cost model counts in the floor's, gradtx's and Optax's compiled steps.",
+            summary_table(result),
+            "### All figures",
+            full_table(result),
+            END,
+        ]
+    )
 
 
 def update_docs(path: str, result: dict, source: str) -> None:
@@ -127,7 +167,12 @@ def plots(result: dict, directory: str, optimizer: str = "adam") -> list[str]:
     rows = [r for r in result["rows"] if r["optimizer"] == optimizer and r["status"] == "ok"]
     figures = {
         "benchmarks_params.png": ("params", "parameters", lambda r: r["step_ms"], "step time (ms)"),
-        "benchmarks_leaves.png": ("leaves", "leaves", lambda r: r["step_ms"] * 1e6 / r["params"], "time per parameter (ns)"),
+        "benchmarks_leaves.png": (
+            "leaves",
+            "leaves",
+            lambda r: r["step_ms"] * 1e6 / r["params"],
+            "time per parameter (ns)",
+        ),
     }
     paths = []
     for filename, (x_field, x_label, y, y_label) in figures.items():
@@ -135,12 +180,23 @@ def plots(result: dict, directory: str, optimizer: str = "adam") -> list[str]:
         for library in LIBRARY_NAMES:
             points = sorted((r[x_field], y(r), r["tree"]) for r in rows if r["library"] == library)
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], "o", label=library,
-                        linestyle=":" if library == "floor" else "-", color="black" if library == "floor" else None)
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    "o",
+                    label=library,
+                    linestyle=":" if library == "floor" else "-",
+                    color="black" if library == "floor" else None,
+                )
         for x, value, tree in sorted({(r[x_field], y(r), r["tree"]) for r in rows if r["library"] == "floor"}):
             ax.annotate(tree, (x, value), textcoords="offset points", xytext=(4, -12), fontsize=8)
-        ax.set(xscale="log", yscale="log", xlabel=x_label, ylabel=y_label,
-               title=f"{optimizer}: {y_label} against {x_label}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=x_label,
+            ylabel=y_label,
+            title=f"{optimizer}: {y_label} against {x_label}",
+        )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
@@ -155,8 +211,10 @@ def progress(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['optimizer']:<10} {row['library']:<14} {row['status']}: {row['note']}"
     compile_s = "" if row["compile_s"] is None else f"  compile {row['compile_s']:.2f} s"
-    return (f"{row['optimizer']:<10} {row['library']:<14} {ms(row['step_ms']):>7} ms{compile_s}"
-            f"  state {row['state_bytes_per_param']:.2f} B/param  {row['note']}")
+    return (
+        f"{row['optimizer']:<10} {row['library']:<14} {ms(row['step_ms']):>7} ms{compile_s}"
+        f"  state {row['state_bytes_per_param']:.2f} B/param  {row['note']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

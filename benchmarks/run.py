@@ -37,8 +37,22 @@ TREES = ("single", "mlp", "many", "gpt2")
 LIBRARIES = ("floor",) + libraries.LIBRARIES
 ALIASES = {"torch": ("torch-foreach", "torch-fused")}
 FIELDS = (
-    "tree", "leaves", "params", "optimizer", "library", "status", "note", "step_ms", "step_ms_samples", "compile_s",
-    "state_bytes_per_param", "xla_bytes_per_param", "floor_bytes_per_param", "x_floor", "x_optax", "x_torch_fused",
+    "tree",
+    "leaves",
+    "params",
+    "optimizer",
+    "library",
+    "status",
+    "note",
+    "step_ms",
+    "step_ms_samples",
+    "compile_s",
+    "state_bytes_per_param",
+    "xla_bytes_per_param",
+    "floor_bytes_per_param",
+    "x_floor",
+    "x_optax",
+    "x_torch_fused",
 )
 
 
@@ -55,12 +69,21 @@ def choices(allowed, aliases=None):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trees", type=choices(tuple(trees.TREES)),
-                        help=f"comma-separated (default: {','.join(TREES)})")
-    parser.add_argument("--optimizers", type=choices(libraries.OPTIMIZERS), default=list(libraries.OPTIMIZERS),
-                        help=f"comma-separated (default: {','.join(libraries.OPTIMIZERS)})")
-    parser.add_argument("--libraries", type=choices(LIBRARIES, ALIASES), default=list(LIBRARIES),
-                        help=f"comma-separated, 'torch' for both (default: {','.join(LIBRARIES)})")
+    parser.add_argument(
+        "--trees", type=choices(tuple(trees.TREES)), help=f"comma-separated (default: {','.join(TREES)})"
+    )
+    parser.add_argument(
+        "--optimizers",
+        type=choices(libraries.OPTIMIZERS),
+        default=list(libraries.OPTIMIZERS),
+        help=f"comma-separated (default: {','.join(libraries.OPTIMIZERS)})",
+    )
+    parser.add_argument(
+        "--libraries",
+        type=choices(LIBRARIES, ALIASES),
+        default=list(LIBRARIES),
+        help=f"comma-separated, 'torch' for both (default: {','.join(LIBRARIES)})",
+    )
     parser.add_argument("--steps", type=int, help="timed steps per configuration (default 10; 3 with --quick)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--quick", action="store_true", help="only the tiny tree (1,072 parameters): a smoke run")
@@ -130,12 +153,18 @@ def run_one(library: str, optimizer: str, params, grads, steps: int, warmup: int
         return row | {"status": error.status, "note": str(error).splitlines()[0]}
     samples = timing.measure(step, steps, warmup)
     n = sum(x.size for x in jax.tree.leaves(params))
-    row.update(step_ms=timing.median(samples), step_ms_samples=samples, compile_s=step.compile_s,
-               state_bytes_per_param=step.state_bytes() / n,
-               xla_bytes_per_param=None if step.xla_bytes is None else step.xla_bytes / n)
+    row.update(
+        step_ms=timing.median(samples),
+        step_ms_samples=samples,
+        compile_s=step.compile_s,
+        state_bytes_per_param=step.state_bytes() / n,
+        xla_bytes_per_param=None if step.xla_bytes is None else step.xla_bytes / n,
+    )
     if library == "floor":
         traffic = timing.FLOORS[optimizer].bytes_per_param
-        row.update(floor_bytes_per_param=traffic, note=f"{traffic} B/param: {traffic * n / row['step_ms'] / 1e6:.1f} GB/s")
+        row.update(
+            floor_bytes_per_param=traffic, note=f"{traffic} B/param: {traffic * n / row['step_ms'] / 1e6:.1f} GB/s"
+        )
     return row
 
 
@@ -181,10 +210,16 @@ def main(argv: list[str] | None = None) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "runtime_s": round(time.perf_counter() - started, 1),
-        "configurations": {name: {"gradtx and optax": libraries.CONFIGURATIONS[name],
-                                  "torch.optim": libraries.torch_configuration(name)} for name in args.optimizers},
-        "trees": {t: dict(zip(("leaves", "params"), trees.size(t)), description=trees.DESCRIPTIONS[t])
-                  for t in args.trees},
+        "configurations": {
+            name: {
+                "gradtx and optax": libraries.CONFIGURATIONS[name],
+                "torch.optim": libraries.torch_configuration(name),
+            }
+            for name in args.optimizers
+        },
+        "trees": {
+            t: dict(zip(("leaves", "params"), trees.size(t)), description=trees.DESCRIPTIONS[t]) for t in args.trees
+        },
         "rows": rows,
     }
     name = tag(info) + ("-partial" if args.partial else "") + ".json"
@@ -194,7 +229,9 @@ def main(argv: list[str] | None = None) -> dict:
         json.dump(result, f, indent=1)
     print("\n" + render.full_table(result))
     print(f"\n{len(rows)} configurations in {result['runtime_s']:.0f} s; wrote {os.path.relpath(out)}")
-    print(f"docs: .venv/bin/python benchmarks/render.py {os.path.relpath(out)} --docs docs/benchmarks.md --plots docs/_static")
+    print(
+        f"docs: .venv/bin/python benchmarks/render.py {os.path.relpath(out)} --docs docs/benchmarks.md --plots docs/_static"
+    )
     return result
 
 

@@ -81,8 +81,10 @@ def load_mnist(data_dir: str):
             )
     flatten = lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0  # noqa: E731
     return (
-        flatten(arrays["x_train"]), arrays["y_train"].astype(np.int32),
-        flatten(arrays["x_test"]), arrays["y_test"].astype(np.int32),
+        flatten(arrays["x_train"]),
+        arrays["y_train"].astype(np.int32),
+        flatten(arrays["x_test"]),
+        arrays["y_test"].astype(np.int32),
     )
 
 

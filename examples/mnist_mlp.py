@@ -14,11 +14,11 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+from datasets import load_digits, load_mnist
 from flax import nnx
 from tqdm import tqdm
 
 import gradtx
-from datasets import load_digits, load_mnist
 
 
 class MLP(nnx.Module):

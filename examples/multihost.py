@@ -42,8 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--launch", type=int, metavar="N", help="start N processes on 127.0.0.1 and wait for them")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch, split across all devices")
-    parser.add_argument("--replicated-state", action="store_true",
-                        help="keep the whole optimizer state on every device")
+    parser.add_argument(
+        "--replicated-state", action="store_true", help="keep the whole optimizer state on every device"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="process 0 writes the final parameters and losses here (.npz)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds --launch waits for its processes")
@@ -65,8 +66,15 @@ def launch(args) -> int:
     forwarded += ["--local-devices", str(args.local_devices)] if args.local_devices else []
     forwarded += ["--replicated-state"] if args.replicated_state else []
     forwarded += ["--out", args.out] if args.out else []
-    command = [sys.executable, os.path.abspath(__file__), *forwarded,
-               "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", str(args.launch)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        *forwarded,
+        "--coordinator",
+        f"127.0.0.1:{free_port()}",
+        "--num-processes",
+        str(args.launch),
+    ]
     processes = [subprocess.Popen(command + ["--process-id", str(p)]) for p in range(args.launch)]
     deadline = time.monotonic() + args.timeout
     try:
@@ -161,12 +169,17 @@ def main(argv=None) -> int:
         losses.append(float(np.asarray(loss.addressable_data(0))))  # replicated: every device has it
 
     state_bytes = distributed.bytes_per_device(state)
-    print(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} of "
-          f"{jax.device_count()} devices, optimizer state {state_bytes} bytes on device "
-          f"{jax.local_devices()[0].id}, loss {losses[0]:.4f} -> {losses[-1]:.4f}", flush=True)
+    print(
+        f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} of "
+        f"{jax.device_count()} devices, optimizer state {state_bytes} bytes on device "
+        f"{jax.local_devices()[0].id}, loss {losses[0]:.4f} -> {losses[-1]:.4f}",
+        flush=True,
+    )
     if args.out and jax.process_index() == 0:
-        flat = {gradtx.tree.path_str(path): np.asarray(leaf.addressable_data(0))
-                for path, leaf in gradtx.tree.leaves_with_path(params)}
+        flat = {
+            gradtx.tree.path_str(path): np.asarray(leaf.addressable_data(0))
+            for path, leaf in gradtx.tree.leaves_with_path(params)
+        }
         np.savez(args.out, losses=np.asarray(losses), state_bytes=state_bytes, **flat)
     if args.coordinator:
         jax.distributed.shutdown()

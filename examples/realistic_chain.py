@@ -22,10 +22,10 @@ import argparse
 import jax
 import jax.numpy as jnp
 import numpy as np
+from datasets import load_digits
 from flax import nnx
 
 import gradtx
-from datasets import load_digits
 
 MICRO_BATCH, ACCUMULATION = 16, 4
 

@@ -31,7 +31,11 @@ _FORMAT = "gradtx-state-v1"
 
 def _manifest(state: Any) -> list[dict]:
     return [
-        {"path": _tree.path_str(path), "shape": list(np.shape(leaf)), "dtype": str(getattr(leaf, "dtype", None) or np.asarray(leaf).dtype)}
+        {
+            "path": _tree.path_str(path),
+            "shape": list(np.shape(leaf)),
+            "dtype": str(getattr(leaf, "dtype", None) or np.asarray(leaf).dtype),
+        }
         for path, leaf in _tree.leaves_with_path(state)
     ]
 
@@ -57,7 +61,7 @@ def state_to_bytes(state: Any) -> bytes:
     header = {"format": _FORMAT, "leaves": _manifest(state)}
     arrays[_MANIFEST] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 

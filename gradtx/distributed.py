@@ -25,7 +25,8 @@ Example (on one device the mesh has one position, and every layout is trivial):
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -140,8 +141,13 @@ def zero1_init(tx: GradientTransformation, params: Params, mesh: Mesh, axis: Axi
 
 
 def zero1_jit(
-    step: Callable[..., Any], state_shardings: PyTree, mesh: Mesh, *, axis: AxisNames = "data",
-    params_sharding: PyTree = None, donate: bool = True,
+    step: Callable[..., Any],
+    state_shardings: PyTree,
+    mesh: Mesh,
+    *,
+    axis: AxisNames = "data",
+    params_sharding: PyTree = None,
+    donate: bool = True,
 ) -> Callable[..., Any]:
     """``jax.jit(step)`` with the layouts of data-parallel training with ZeRO-1 state.
 
@@ -226,6 +232,11 @@ def bytes_per_device(tree: PyTree, device: Any = None) -> int:
 
 
 __all__ = [
-    "replicated", "batch_sharding", "zero1_state_sharding", "zero1_init", "zero1_jit", "pmean_loss",
+    "replicated",
+    "batch_sharding",
+    "zero1_state_sharding",
+    "zero1_init",
+    "zero1_jit",
+    "pmean_loss",
     "bytes_per_device",
 ]

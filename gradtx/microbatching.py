@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
 def microbatch(
-    fun: Callable[..., Any], num_microbatches: int, *, batch_argnums: int | Sequence[int] = 1,
-    reduce: str = "mean", accumulator_dtype: Any = None,
+    fun: Callable[..., Any],
+    num_microbatches: int,
+    *,
+    batch_argnums: int | Sequence[int] = 1,
+    reduce: str = "mean",
+    accumulator_dtype: Any = None,
 ) -> Callable[..., Any]:
     """Evaluate ``fun`` on ``num_microbatches`` slices of the batch, one at a time, and combine.
 

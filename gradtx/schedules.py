@@ -19,46 +19,48 @@ import itertools
 import math
 import numbers
 import operator
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from gradtx.core.aliases import Schedule
+from gradtx.core.validation import (
+    check_nonnegative,
+    check_one_of,
+    check_positive,
+    check_that,
+)
 
 # gradtx.core.base defines the same alias; a local one keeps this module free of the core.
 
 __all__ = [
-    "Schedule", "constant_schedule", "polynomial_schedule", "linear_schedule", "exponential_decay",
-    "cosine_decay_schedule", "warmup_constant_schedule", "warmup_cosine_decay_schedule",
-    "warmup_exponential_decay_schedule", "piecewise_constant_schedule",
-    "piecewise_interpolate_schedule", "linear_onecycle_schedule", "cosine_onecycle_schedule",
-    "join_schedules", "sgdr_schedule", "step_decay_schedule", "multistep_decay_schedule",
-    "cyclic_schedule", "cosine_annealing_warm_restarts_schedule", "inverse_sqrt_schedule",
+    "Schedule",
+    "constant_schedule",
+    "polynomial_schedule",
+    "linear_schedule",
+    "exponential_decay",
+    "cosine_decay_schedule",
+    "warmup_constant_schedule",
+    "warmup_cosine_decay_schedule",
+    "warmup_exponential_decay_schedule",
+    "piecewise_constant_schedule",
+    "piecewise_interpolate_schedule",
+    "linear_onecycle_schedule",
+    "cosine_onecycle_schedule",
+    "join_schedules",
+    "sgdr_schedule",
+    "step_decay_schedule",
+    "multistep_decay_schedule",
+    "cyclic_schedule",
+    "cosine_annealing_warm_restarts_schedule",
+    "inverse_sqrt_schedule",
     "warmup_stable_decay_schedule",
 ]
 
 
 # ------------------------------------------------------------------ argument checks
-
-
-def _check(name: str, value: Any, ok: Callable[[Any], bool], requirement: str) -> None:
-    """Raise ``ValueError`` when ``value`` is a Python number that fails ``ok``."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and not ok(value):
-        raise ValueError(f"{name} must be {requirement}, got {name}={value!r}")
-
-
-def _positive(name: str, value: Any) -> None:
-    _check(name, value, lambda v: v > 0, "positive")
-
-
-def _nonnegative(name: str, value: Any) -> None:
-    _check(name, value, lambda v: v >= 0, "non-negative")
-
-
-def _one_of(name: str, value: Any, options: Sequence[str]) -> None:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {name}={value!r}")
 
 
 def _sorted_steps(name: str, steps: Sequence[Any]) -> None:
@@ -73,7 +75,9 @@ def _boundaries_and_scales(mapping: Mapping[Any, Any] | None) -> tuple[list, lis
     items = sorted((mapping or {}).items())
     for what, index in (("steps", 0), ("scales", 1)):
         if any(isinstance(item[index], numbers.Real) and item[index] < 0 for item in items):
-            raise ValueError(f"boundaries_and_scales must have non-negative {what}, got boundaries_and_scales={mapping!r}")
+            raise ValueError(
+                f"boundaries_and_scales must have non-negative {what}, got boundaries_and_scales={mapping!r}"
+            )
     return [b for b, _ in items], [s for _, s in items]
 
 
@@ -154,8 +158,8 @@ def polynomial_schedule(init_value, end_value, power, transition_steps, transiti
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20)]
         [1.0, 0.25, 0.0, 0.0]
     """
-    _positive("transition_steps", transition_steps)
-    _nonnegative("transition_begin", transition_begin)
+    check_positive("transition_steps", transition_steps)
+    check_nonnegative("transition_begin", transition_begin)
     knots = [(transition_begin, init_value), (transition_begin + transition_steps, end_value)]
     return lambda step: _interpolate(_float(step), knots, [lambda s: (1.0 - s) ** power])
 
@@ -190,9 +194,9 @@ def exponential_decay(
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20, 30)]
         [1.0, 0.7071, 0.5, 0.25, 0.2]
     """
-    _positive("transition_steps", transition_steps)
-    _positive("decay_rate", decay_rate)
-    _nonnegative("transition_begin", transition_begin)
+    check_positive("transition_steps", transition_steps)
+    check_positive("decay_rate", decay_rate)
+    check_nonnegative("transition_begin", transition_begin)
 
     def schedule(step):
         t = _float(step) - transition_begin
@@ -217,7 +221,7 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0) -> S
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20)]
         [1.0, 0.55, 0.1, 0.1]
     """
-    _positive("decay_steps", decay_steps)
+    check_positive("decay_steps", decay_steps)
     knots = [(0, init_value), (decay_steps, alpha * init_value)]
     return lambda step: _interpolate(_float(step), knots, [lambda s: _cosine(s) ** exponent])
 
@@ -230,7 +234,7 @@ def warmup_constant_schedule(init_value, peak_value, warmup_steps) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 1, 4, 100)]
         [0.0, 0.25, 1.0, 1.0]
     """
-    _nonnegative("warmup_steps", warmup_steps)
+    check_nonnegative("warmup_steps", warmup_steps)
     knots = [(0, init_value), (warmup_steps, peak_value)]
     return lambda step: _interpolate(_float(step), knots, [_linear])
 
@@ -251,16 +255,24 @@ def warmup_cosine_decay_schedule(
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 7, 12, 50)]
         [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
     """
-    _nonnegative("warmup_steps", warmup_steps)
+    check_nonnegative("warmup_steps", warmup_steps)
     if isinstance(warmup_steps, numbers.Real):
-        _check("decay_steps", decay_steps, lambda d: d > warmup_steps, f"greater than warmup_steps={warmup_steps!r}")
+        check_that(
+            "decay_steps", decay_steps, lambda d: d > warmup_steps, f"greater than warmup_steps={warmup_steps!r}"
+        )
     knots = [(0, init_value), (warmup_steps, peak_value), (decay_steps, end_value)]
     return lambda step: _interpolate(_float(step), knots, [_linear, lambda s: _cosine(s) ** exponent])
 
 
 def warmup_exponential_decay_schedule(
-    init_value, peak_value, warmup_steps, transition_steps, decay_rate,
-    transition_begin=0, staircase=False, end_value=None,
+    init_value,
+    peak_value,
+    warmup_steps,
+    transition_steps,
+    decay_rate,
+    transition_begin=0,
+    staircase=False,
+    end_value=None,
 ) -> Schedule:
     """A linear warmup to ``peak_value``, then ``exponential_decay`` from it (its step counted from ``warmup_steps``).
 
@@ -305,7 +317,7 @@ def piecewise_interpolate_schedule(interpolate_type, init_value, boundaries_and_
         >>> [round(float(sched(t)), 4) for t in (0, 2, 4, 6, 8, 10)]
         [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     """
-    _one_of("interpolate_type", interpolate_type, ("linear", "cosine"))
+    check_one_of("interpolate_type", interpolate_type, ("linear", "cosine"))
     boundaries, scales = _boundaries_and_scales(boundaries_and_scales)
     knots = list(zip([0, *boundaries], _cumulative(init_value, scales)))
     shapes = [_linear if interpolate_type == "linear" else _cosine] * len(boundaries)
@@ -313,10 +325,10 @@ def piecewise_interpolate_schedule(interpolate_type, init_value, boundaries_and_
 
 
 def _onecycle_checks(transition_steps, pct_start, div_factor, final_div_factor) -> None:
-    _positive("transition_steps", transition_steps)
-    _check("pct_start", pct_start, lambda p: 0 < p < 1, "in (0, 1)")
-    _positive("div_factor", div_factor)
-    _positive("final_div_factor", final_div_factor)
+    check_positive("transition_steps", transition_steps)
+    check_that("pct_start", pct_start, lambda p: 0 < p < 1, "in (0, 1)")
+    check_positive("div_factor", div_factor)
+    check_positive("final_div_factor", final_div_factor)
 
 
 def linear_onecycle_schedule(
@@ -334,10 +346,14 @@ def linear_onecycle_schedule(
         [0.1, 0.55, 1.0, 0.55, 0.1, 0.0]
     """
     _onecycle_checks(transition_steps, pct_start, div_factor, final_div_factor)
-    _check("pct_final", pct_final, lambda p: pct_start < p <= 1, f"in (pct_start={pct_start!r}, 1]")
+    check_that("pct_final", pct_final, lambda p: pct_start < p <= 1, f"in (pct_start={pct_start!r}, 1]")
     v0 = peak_value / div_factor
-    knots = [(0, v0), (int(pct_start * transition_steps), peak_value),
-             (int(pct_final * transition_steps), v0), (transition_steps, v0 / final_div_factor)]
+    knots = [
+        (0, v0),
+        (int(pct_start * transition_steps), peak_value),
+        (int(pct_final * transition_steps), v0),
+        (transition_steps, v0 / final_div_factor),
+    ]
     return lambda step: _interpolate(_float(step), knots, [_linear] * 3)
 
 
@@ -420,8 +436,8 @@ def step_decay_schedule(init_value, step_size, gamma=0.1) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 9, 10, 25)]
         [1.0, 1.0, 0.5, 0.25]
     """
-    _positive("step_size", step_size)
-    _nonnegative("gamma", gamma)
+    check_positive("step_size", step_size)
+    check_nonnegative("gamma", gamma)
     return lambda step: init_value * jnp.power(gamma, jnp.floor(_float(step) / step_size))
 
 
@@ -438,7 +454,7 @@ def multistep_decay_schedule(init_value, milestones, gamma=0.1) -> Schedule:
     """
     milestones = list(milestones)
     _sorted_steps("milestones", milestones)
-    _nonnegative("gamma", gamma)
+    check_nonnegative("gamma", gamma)
     values = _cumulative(init_value, [gamma] * len(milestones))
     return lambda step: _staircase(_float(step), milestones, values)
 
@@ -461,10 +477,10 @@ def cyclic_schedule(base_value, max_value, step_size_up, step_size_down=None, mo
         [0.0, 0.5, 1.0, 0.5, 0.0, 0.5, 0.0, 0.25]
     """
     step_size_down = step_size_up if step_size_down is None else step_size_down
-    _positive("step_size_up", step_size_up)
-    _positive("step_size_down", step_size_down)
-    _one_of("mode", mode, ("triangular", "triangular2", "exp_range"))
-    _nonnegative("gamma", gamma)
+    check_positive("step_size_up", step_size_up)
+    check_positive("step_size_down", step_size_down)
+    check_one_of("mode", mode, ("triangular", "triangular2", "exp_range"))
+    check_nonnegative("gamma", gamma)
     cycle = step_size_up + step_size_down
     triangle = [(0, 0.0), (step_size_up, 1.0), (cycle, 0.0)]
 
@@ -497,8 +513,8 @@ def cosine_annealing_warm_restarts_schedule(init_value, period, period_mult=1, m
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 3, 4, 5, 6)]
         [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
     """
-    _positive("period", period)
-    _check("period_mult", period_mult, lambda m: m >= 1 and float(m).is_integer(), "an integer >= 1")
+    check_positive("period", period)
+    check_that("period_mult", period_mult, lambda m: m >= 1 and float(m).is_integer(), "an integer >= 1")
 
     def start(k):
         return period * k if period_mult == 1 else period * (period_mult**k - 1) / (period_mult - 1)
@@ -531,7 +547,7 @@ def inverse_sqrt_schedule(peak_value, warmup_steps) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 2, 4, 16, 64)]
         [0.0, 0.5, 1.0, 0.5, 0.25]
     """
-    _positive("warmup_steps", warmup_steps)
+    check_positive("warmup_steps", warmup_steps)
 
     def schedule(step):
         t = jnp.maximum(_float(step), 0.0)
@@ -557,12 +573,16 @@ def warmup_stable_decay_schedule(
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 6, 8, 10, 20)]
         [0.0, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
     """
-    _nonnegative("warmup_steps", warmup_steps)
-    _nonnegative("stable_steps", stable_steps)
-    _positive("decay_steps", decay_steps)
-    _one_of("decay_type", decay_type, ("linear", "cosine", "sqrt"))
+    check_nonnegative("warmup_steps", warmup_steps)
+    check_nonnegative("stable_steps", stable_steps)
+    check_positive("decay_steps", decay_steps)
+    check_one_of("decay_type", decay_type, ("linear", "cosine", "sqrt"))
     decay_start = warmup_steps + stable_steps
-    knots = [(0, init_value), (warmup_steps, peak_value), (decay_start, peak_value),
-             (decay_start + decay_steps, end_value)]
+    knots = [
+        (0, init_value),
+        (warmup_steps, peak_value),
+        (decay_start, peak_value),
+        (decay_start + decay_steps, end_value),
+    ]
     shapes = [_linear, _linear, {"linear": _linear, "cosine": _cosine, "sqrt": _sqrt}[decay_type]]
     return lambda step: _interpolate(_float(step), knots, shapes)

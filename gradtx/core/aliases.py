@@ -6,7 +6,7 @@ They are documentation for readers and type checkers; nothing is checked at run 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import jax
 
@@ -28,12 +28,12 @@ KeyPath = tuple[Any, ...]
 Schedule = Callable[[Any], jax.Array]
 """A function of the step count (an int or a 0-d integer array) returning a 0-d value."""
 
-ScalarOrSchedule = Union[float, jax.Array, Schedule]
+ScalarOrSchedule = float | jax.Array | Schedule
 """A hyperparameter: a number, a 0-d array, or a schedule of the step."""
 
-Mask = Union[PyTree, Callable[[Params], PyTree], None]
+Mask = PyTree | Callable[[Params], PyTree] | None
 """Which leaves a transform acts on: a tree of booleans shaped like the parameters (or a prefix of
 them), a function of the parameters returning one, or ``None`` for all of them."""
 
-AxisNames = Union[str, Sequence[str]]
+AxisNames = str | Sequence[str]
 """One mesh axis name or several."""

@@ -9,7 +9,8 @@ use, so a chain can forward a loss value or a PRNG key to the member that needs 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -187,6 +188,4 @@ def periodic_update(new_tensors: PyTree, old_tensors: PyTree, steps: jax.Array, 
     if isinstance(update_period, int) and update_period < 1:
         raise ValueError(f"update_period must be a positive integer, got {update_period!r}")
     _tree.check_same_structure(old_tensors, new_tensors, "old_tensors", "new_tensors")
-    return jax.lax.cond(
-        jnp.mod(steps, update_period) == 0, lambda: new_tensors, lambda: old_tensors
-    )
+    return jax.lax.cond(jnp.mod(steps, update_period) == 0, lambda: new_tensors, lambda: old_tensors)

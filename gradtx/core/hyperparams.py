@@ -69,7 +69,8 @@ class Hyperparams:
     def init(self) -> dict[str, Any]:
 
         return {
-            name: Scheduled(self._evaluate(name, zero_count())) if name in self.scheduled
+            name: Scheduled(self._evaluate(name, zero_count()))
+            if name in self.scheduled
             else jnp.asarray(value, dtype=float_dtype())
             for name, value in self.given.items()
         }
@@ -78,8 +79,7 @@ class Hyperparams:
         if not self.scheduled:
             return stored
         return {
-            name: Scheduled(self._evaluate(name, count).astype(value.value.dtype))
-            if name in self.scheduled else value
+            name: Scheduled(self._evaluate(name, count).astype(value.value.dtype)) if name in self.scheduled else value
             for name, value in stored.items()
         }
 
@@ -112,7 +112,7 @@ def hyperparam_entries(state: Any) -> list[_Entry]:
         qualified = "/".join(names[:at] + [name])
         if qualified in entries:
             continue
-        node = _tree._node_at(state, path[: at + 2])
+        node = _tree.node_at(state, path[: at + 2])
         entries[qualified] = _Entry(qualified, name, index, isinstance(node, Scheduled))
     return list(entries.values())
 
@@ -146,15 +146,12 @@ def hyperparams(state: Any) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.name] = counts.get(e.name, 0) + 1
-    return {
-        (e.name if counts[e.name] == 1 else e.qualified): _plain(leaves[e.leaf_index])
-        for e in entries
-    }
+    return {(e.name if counts[e.name] == 1 else e.qualified): _plain(leaves[e.leaf_index]) for e in entries}
 
 
 def _find(entries: list[_Entry], key: str) -> _Entry:
     wanted = key.strip("/").split("/")
-    found = [e for e in entries if e.qualified.split("/")[-len(wanted):] == wanted]
+    found = [e for e in entries if e.qualified.split("/")[-len(wanted) :] == wanted]
     if not found:
         known = sorted({e.name for e in entries})
         raise KeyError(f"no hyperparameter '{key}' in this state; it has {known}")
@@ -225,10 +222,14 @@ def renamed(inner: GradientTransformation, **names: str) -> GradientTransformati
 
     def rename(state, mapping):
         if hasattr(state, "_fields"):  # a NamedTuple state, possibly wrapping others (masked)
-            return type(state)(*(
-                {mapping.get(k, k): v for k, v in value.items()} if field == "hyperparams" else rename(value, mapping)
-                for field, value in zip(state._fields, state)
-            ))
+            return type(state)(
+                *(
+                    {mapping.get(k, k): v for k, v in value.items()}
+                    if field == "hyperparams"
+                    else rename(value, mapping)
+                    for field, value in zip(state._fields, state)
+                )
+            )
         if isinstance(state, tuple):
             return tuple(rename(s, mapping) for s in state)
         return state

@@ -123,7 +123,7 @@ def unzip(tuples: Any, like: Any, n: int = 2) -> tuple[Any, ...]:
         ({'a': 1, 'b': 3}, {'a': 2, 'b': 4})
     """
     treedef = jax.tree.structure(like)
-    flat = treedef.flatten_up_to(tuples)
+    flat = treedef.flatten_up_to(tuples)  # type: ignore[attr-defined]
     return tuple(jax.tree.unflatten(treedef, [t[i] for t in flat]) for i in range(n))
 
 

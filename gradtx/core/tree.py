@@ -9,7 +9,8 @@ called ``mu`` anywhere and ``"0/mu"`` only the one under the first chain member.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -52,14 +53,14 @@ def _describe(tree: PyTree) -> str:
 
 def _kind(tree: PyTree, path: KeyPath) -> str:
     try:
-        return type(_node_at(tree, path)).__name__
+        return type(node_at(tree, path)).__name__
     except Exception:  # noqa: BLE001 - only used to word an error
         return "container"
 
 
 def first_difference(expected: PyTree, got: PyTree) -> str | None:
     """A sentence naming the first path where two trees differ, or ``None`` if they match."""
-    if jax.tree.structure(expected) == jax.tree.structure(got):
+    if jax.tree.structure(expected) == jax.tree.structure(got):  # type: ignore[operator]
         return None
     paths_a = [p for p, _ in leaves_with_path(expected)]
     paths_b = [p for p, _ in leaves_with_path(got)]
@@ -67,7 +68,9 @@ def first_difference(expected: PyTree, got: PyTree) -> str | None:
         if pa != pb:
             if pb[: len(pa)] == pa or pa[: len(pb)] == pb:  # a leaf in one tree is a container in the other
                 at, container = (pa, _kind(got, pa)) if len(pa) < len(pb) else (pb, _kind(expected, pb))
-                leaf_in, container_in = ("the first", "the second") if len(pa) < len(pb) else ("the second", "the first")
+                leaf_in, container_in = (
+                    ("the first", "the second") if len(pa) < len(pb) else ("the second", "the first")
+                )
                 return f"'{path_str(at)}' is a single leaf in {leaf_in} tree but a {container} in {container_in} tree"
             if pa in set(paths_b):
                 return f"'{path_str(pb)}' is present only in the second tree"
@@ -82,7 +85,12 @@ def first_difference(expected: PyTree, got: PyTree) -> str | None:
 
 
 def check_same_structure(
-    expected: PyTree, got: PyTree, expected_name: str, got_name: str, *, shapes: bool = False,
+    expected: PyTree,
+    got: PyTree,
+    expected_name: str,
+    got_name: str,
+    *,
+    shapes: bool = False,
 ) -> None:
     """Raise a ``ValueError`` naming the first differing path unless the trees match.
 
@@ -102,9 +110,9 @@ def check_same_structure(
     expected_leaves, expected_def = jax.tree.flatten(expected)
     got_leaves, got_def = jax.tree.flatten(got)
     verb = "do" if got_name.split(" (")[0].endswith("s") else "does"  # "the updates do", "the mask does"
-    if expected_def != got_def:
+    if expected_def != got_def:  # type: ignore[operator]
         difference = first_difference(expected, got)
-        difference = difference.replace("the second tree", got_name).replace("the first tree", expected_name)
+        difference = difference.replace("the second tree", got_name).replace("the first tree", expected_name)  # type: ignore[union-attr]
         raise ValueError(f"{got_name} {verb} not match {expected_name}: {difference}.")
     if shapes:
         for i, (e, g) in enumerate(zip(expected_leaves, got_leaves)):
@@ -283,7 +291,7 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
         for i, n in zip(large, fast):
             norms[i] = n
     if rms:
-        norms = [n / jnp.sqrt(jnp.asarray(max(x.size, 1), n.dtype)) for n, x in zip(norms, leaves)]
+        norms = [n / jnp.sqrt(jnp.asarray(max(x.size, 1), n.dtype)) for n, x in zip(norms, leaves)]  # type: ignore[operator, union-attr]
     return jax.tree.unflatten(treedef, norms)
 
 
@@ -322,7 +330,7 @@ def ones_like(tree: PyTree, dtype: Any = None) -> PyTree:
 
 def where(condition: Any, a: PyTree, b: PyTree) -> PyTree:
     """Leafwise ``a if condition else b``; ``condition`` is one boolean or a tree of them."""
-    if jax.tree.structure(condition).num_leaves == 1 and jnp.ndim(jax.tree.leaves(condition)[0]) == 0:
+    if jax.tree.structure(condition).num_leaves == 1 and jnp.ndim(jax.tree.leaves(condition)[0]) == 0:  # type: ignore[attr-defined]
         c = jax.tree.leaves(condition)[0]
         return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
     return jax.tree.map(jnp.where, condition, a, b)
@@ -337,7 +345,9 @@ def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bo
     """True when the trees have the same structure and every pair of leaves is close."""
     if first_difference(a, b) is not None:
         return False
-    return builtins.all(bool(jnp.allclose(x, y, rtol=rtol, atol=atol)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return builtins.all(
+        bool(jnp.allclose(x, y, rtol=rtol, atol=atol)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def random_like(key: jax.Array, tree: PyTree, sampler: Any = jax.random.normal, dtype: Any = None) -> PyTree:
@@ -352,9 +362,9 @@ def random_like(key: jax.Array, tree: PyTree, sampler: Any = jax.random.normal, 
     """
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree.unflatten(treedef, [
-        sampler(k, jnp.shape(x), dtype or jnp.result_type(x)) for k, x in zip(keys, leaves)
-    ])
+    return jax.tree.unflatten(
+        treedef, [sampler(k, jnp.shape(x), dtype or jnp.result_type(x)) for k, x in zip(keys, leaves)]
+    )
 
 
 def cast(tree: PyTree, dtype: Any) -> PyTree:
@@ -375,10 +385,11 @@ def size(tree: PyTree) -> int:
 def _matches(path: KeyPath, name: str) -> bool:
     wanted = name.strip("/").split("/")
     have = [key_name(k) for k in path]
-    return len(have) >= len(wanted) and have[len(have) - len(wanted):] == wanted
+    return len(have) >= len(wanted) and have[len(have) - len(wanted) :] == wanted
 
 
-def _node_at(tree: PyTree, path: KeyPath) -> Any:
+def node_at(tree: PyTree, path: KeyPath) -> Any:
+    """The subtree of ``tree`` at ``path`` (a key path as ``jax.tree_util`` gives it)."""
     node = tree
     for key in path:
         if isinstance(key, DictKey):
@@ -388,7 +399,7 @@ def _node_at(tree: PyTree, path: KeyPath) -> Any:
         elif isinstance(key, GetAttrKey):
             node = getattr(node, key.name)
         else:  # a node flattened by index only: reach it through its children
-            node = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0][key.key][1]
+            node = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0][key.key][1]  # noqa: B023 (used at once)
     return node
 
 
@@ -408,7 +419,7 @@ def get_all_with_path(tree: PyTree, name: str) -> list[tuple[str, Any]]:
                 found.setdefault(path[:end])
                 break
     outermost = [p for p in found if not any(len(q) < len(p) and p[: len(q)] == q for q in found)]
-    return [(path_str(p), _node_at(tree, p)) for p in outermost]
+    return [(path_str(p), node_at(tree, p)) for p in outermost]
 
 
 def _only(tree: PyTree, name: str) -> tuple[str, Any]:
@@ -446,8 +457,11 @@ def set(tree: PyTree, **values: Any) -> PyTree:  # noqa: A001 - the natural name
     for name, value in values.items():
         prefix_str, old = _only(tree, name)
         replacements = _conformed(old, value, prefix_str)
-        positions = [i for i, (p, _) in enumerate(leaves) if path_str(p).startswith(prefix_str) and
-                     (path_str(p) == prefix_str or path_str(p)[len(prefix_str)] == "/")]
+        positions = [
+            i
+            for i, (p, _) in enumerate(leaves)
+            if path_str(p).startswith(prefix_str) and (path_str(p) == prefix_str or path_str(p)[len(prefix_str)] == "/")
+        ]
         for i, leaf in zip(positions, replacements):
             new_leaves[i] = leaf
     return jax.tree.unflatten(treedef, new_leaves)
@@ -459,7 +473,7 @@ def _conformed(old: PyTree, new: PyTree, where: str) -> list[Any]:
         new_leaves = [new]
     else:  # a subtree: the new value must have the same structure
         new_leaves, new_def = jax.tree.flatten(new)
-        if new_def != old_def:
+        if new_def != old_def:  # type: ignore[operator]
             difference = first_difference(old, new)
             raise ValueError(f"the new value for '{where}' does not match the old one: {difference}")
     result = []

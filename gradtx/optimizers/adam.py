@@ -50,7 +50,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 class ScaleByAdamState(NamedTuple):
     """Adam's state: the step count ``t`` and the moments ``m`` (``mu``) and ``v`` (``nu``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     mu: Updates
     nu: Updates
     hyperparams: dict[str, Any]
@@ -59,8 +59,10 @@ class ScaleByAdamState(NamedTuple):
 def adam_hyperparams(b1: Any, b2: Any, eps: Any, eps_root: Any) -> Hyperparams:
     """Adam's four hyperparameters, checked (decay rates in [0, 1), eps and eps_root >= 0)."""
     return Hyperparams(
-        b1=check_decay("b1", b1), b2=check_decay("b2", b2),
-        eps=check_nonnegative("eps", eps), eps_root=check_nonnegative("eps_root", eps_root),
+        b1=check_decay("b1", b1),
+        b2=check_decay("b2", b2),
+        eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root),
         allow_schedules=False,
     )
 
@@ -73,8 +75,9 @@ def bias_reciprocals(b1: jax.Array, b2: jax.Array, count: jax.Array) -> tuple[ja
     return 1 / (1 - b1**t), 1 / (1 - b1**t_next), 1 / (1 - b2**t)
 
 
-def adam_first_moment(g: jax.Array, m: jax.Array, b1: jax.Array, c1: jax.Array, c1_next: jax.Array,
-                      nesterov: bool) -> jax.Array:
+def adam_first_moment(
+    g: jax.Array, m: jax.Array, b1: jax.Array, c1: jax.Array, c1_next: jax.Array, nesterov: bool
+) -> jax.Array:
     """The bias-corrected first moment, given :func:`bias_reciprocals`; Nesterov's look-ahead
     form when asked (Dozat, 2016)."""
     return b1 * m * c1_next + (1 - b1) * g * c1 if nesterov else m * c1
@@ -104,8 +107,12 @@ def adam_scalars(h: dict[str, jax.Array], count: jax.Array) -> Callable[[Any], A
 
 
 def adam_step(
-    g: jax.Array, m: jax.Array, v: jax.Array, scalars: Callable[[Any], AdamScalars],
-    nesterov: bool = False, eps_root_in_sqrt: bool = True,
+    g: jax.Array,
+    m: jax.Array,
+    v: jax.Array,
+    scalars: Callable[[Any], AdamScalars],
+    nesterov: bool = False,
+    eps_root_in_sqrt: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     r"""Adam's direction for one leaf, given its updated moments: :math:`(\hat m_t,\;
     \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon))`, in the computation dtype.
@@ -123,8 +130,14 @@ def adam_step(
 
 
 def scale_by_adam(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
-    mu_dtype: Any = None, nu_dtype: Any = None, *, nesterov: bool = False,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""Adam's direction (Kingma & Ba, 2015, Algorithm 1).
 
@@ -148,7 +161,9 @@ def scale_by_adam(
     hp = adam_hyperparams(b1, b2, eps, eps_root)
 
     def init(params):
-        return ScaleByAdamState(zero_count(), moments_like(params, mu_dtype), magnitudes_like(params, dtype=nu_dtype), hp.init())
+        return ScaleByAdamState(
+            zero_count(), moments_like(params, mu_dtype), magnitudes_like(params, dtype=nu_dtype), hp.init()
+        )
 
     def update(updates, state, params=None, **extra_args):
         check_updates(state.mu, updates)
@@ -171,7 +186,7 @@ def scale_by_adam(
 class ScaleByAmsgradState(NamedTuple):
     """AMSGrad's state: Adam's, plus the running maximum of the corrected second moment."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     mu: Updates
     nu: Updates
     nu_max: Updates
@@ -179,7 +194,11 @@ class ScaleByAmsgradState(NamedTuple):
 
 
 def scale_by_amsgrad(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, mu_dtype: Any = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AMSGrad (Reddi, Kale & Kumar, 2018): Adam with a non-increasing step size.
 
@@ -244,7 +263,9 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         [-1.0]
     """
     hp = Hyperparams(
-        b1=check_decay("b1", b1), b2=check_decay("b2", b2), eps=check_nonnegative("eps", eps),
+        b1=check_decay("b1", b1),
+        b2=check_decay("b2", b2),
+        eps=check_nonnegative("eps", eps),
         allow_schedules=False,
     )
 
@@ -279,8 +300,14 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
 
 
 def adam(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, mu_dtype: Any = None, *, nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""Adam (Kingma & Ba, 2015): :math:`\theta_t = \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)`.
 
@@ -305,9 +332,16 @@ def adam(
 
 
 def adamw(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, mu_dtype: Any = None, weight_decay: ScalarOrSchedule = 1e-4,
-    mask: Mask = None, *, nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Mask = None,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
 
@@ -333,8 +367,12 @@ def adamw(
 
 
 def nadam(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, mu_dtype: Any = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""NAdam (Dozat, 2016): Adam with a Nesterov look-ahead first moment.
 
@@ -352,8 +390,14 @@ def nadam(
 
 
 def nadamw(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, mu_dtype: Any = None, weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""NAdam with AdamW's decoupled weight decay: :func:`adamw` with ``nesterov=True``.
 
@@ -368,8 +412,12 @@ def nadamw(
 
 
 def amsgrad(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, mu_dtype: Any = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
 ) -> GradientTransformation:
     r"""AMSGrad (Reddi et al., 2018): Adam whose denominator never decreases.
 
@@ -386,7 +434,10 @@ def amsgrad(
 
 
 def adamax(
-    learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
 ) -> GradientTransformation:
     r"""AdaMax (Kingma & Ba, 2015, Algorithm 2): Adam with the infinity norm.
 
@@ -403,8 +454,12 @@ def adamax(
 
 
 def adamaxw(
-    learning_rate: ScalarOrSchedule = 2e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    weight_decay: ScalarOrSchedule = 1e-4, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule = 1e-4,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""AdaMax with decoupled weight decay, as AdamW adds it to Adam.
 

@@ -52,7 +52,12 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 def scale_by_belief(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16, *, nesterov: bool = False,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""AdaBelief's direction (Zhuang et al., 2020, Algorithm 2): Adam divided by the "belief" in the gradient.
 
@@ -92,7 +97,10 @@ def scale_by_belief(
 
         nu = jax.tree.map(belief, updates, mu, state.nu)
         out = jax.tree.map(
-            lambda g, m, s: adam_step(g, m, s, scalars, nesterov, eps_root_in_sqrt=False)[1].astype(g.dtype), updates, mu, nu
+            lambda g, m, s: adam_step(g, m, s, scalars, nesterov, eps_root_in_sqrt=False)[1].astype(g.dtype),
+            updates,
+            mu,
+            nu,
         )
         return out, ScaleByAdamState(count, mu, nu, state.hyperparams)
 
@@ -100,8 +108,13 @@ def scale_by_belief(
 
 
 def adabelief(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
-    eps_root: float = 1e-16, *, nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""AdaBelief (Zhuang et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_belief`'s :math:`u_t`.
 
@@ -121,7 +134,10 @@ def adabelief(
 
 
 def scale_by_yogi(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, eps_root: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-3,
+    eps_root: float = 0.0,
     initial_accumulator_value: float = 1e-6,
 ) -> GradientTransformation:
     r"""Yogi's direction (Zaheer et al., 2018, Algorithm 2): Adam whose :math:`v` changes additively.
@@ -172,7 +188,10 @@ def scale_by_yogi(
 
 
 def yogi(
-    learning_rate: ScalarOrSchedule = 1e-2, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-3,
 ) -> GradientTransformation:
     r"""Yogi (Zaheer et al., 2018): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_yogi`'s :math:`u_t`.
 
@@ -215,8 +234,13 @@ def _sma_length(b2: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def scale_by_radam(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, threshold: float = 5.0,
-    *, nesterov: bool = False,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""Rectified Adam's direction (Liu et al., 2020, Algorithm 2).
 
@@ -246,8 +270,11 @@ def scale_by_radam(
         [2.0, 2.0, 2.0, 2.0, 2.0, 0.0258, 0.0327]
     """
     hp = Hyperparams(
-        b1=check_decay("b1", b1), b2=check_decay("b2", b2), eps=check_nonnegative("eps", eps),
-        eps_root=check_nonnegative("eps_root", eps_root), threshold=check_range("threshold", threshold, 4.0),
+        b1=check_decay("b1", b1),
+        b2=check_decay("b2", b2),
+        eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root),
+        threshold=check_range("threshold", threshold, 4.0),
         allow_schedules=False,
     )
 
@@ -278,8 +305,14 @@ def scale_by_radam(
 
 
 def radam(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
-    eps_root: float = 0.0, threshold: float = 5.0, *, nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    threshold: float = 5.0,
+    *,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""RAdam (Liu et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_radam`'s :math:`u_t`.
 
@@ -303,7 +336,7 @@ def radam(
 class ScaleByAdanState(NamedTuple):
     """Adan's state: the moments ``m``, ``v`` (of gradient differences), ``n``, and the previous gradient ``g``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     m: Updates
     v: Updates
     n: Updates
@@ -312,7 +345,11 @@ class ScaleByAdanState(NamedTuple):
 
 
 def scale_by_adan(
-    b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8, eps_root: float = 0.0,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
 ) -> GradientTransformation:
     r"""Adan's direction (Xie et al., 2022, Algorithm 1): Nesterov momentum estimated from gradient differences.
 
@@ -338,8 +375,11 @@ def scale_by_adan(
         [1.0, -1.0]
     """
     hp = Hyperparams(
-        b1=check_decay("b1", b1), b2=check_decay("b2", b2), b3=check_decay("b3", b3),
-        eps=check_nonnegative("eps", eps), eps_root=check_nonnegative("eps_root", eps_root),
+        b1=check_decay("b1", b1),
+        b2=check_decay("b2", b2),
+        b3=check_decay("b3", b3),
+        eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root),
         allow_schedules=False,
     )
 
@@ -374,8 +414,14 @@ def scale_by_adan(
 
 
 def adan(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.98, b2: float = 0.92, b3: float = 0.99,
-    eps: float = 1e-8, eps_root: float = 1e-8, weight_decay: ScalarOrSchedule = 0.0, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 1e-8,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""Adan (Xie et al., 2022): :func:`scale_by_adan` with decoupled weight decay.
 
@@ -395,7 +441,9 @@ def adan(
         [-0.15, 0.05]
     """
     return chain(
-        scale_by_adan(b1, b2, b3, eps, eps_root), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+        scale_by_adan(b1, b2, b3, eps, eps_root),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -405,15 +453,21 @@ def adan(
 class ScaleByNovogradState(NamedTuple):
     """NovoGrad's state: the momentum ``mu`` and, per leaf (layer), the scalar second moment ``nu``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     mu: Updates
     nu: Updates
     hyperparams: dict[str, Any]
 
 
 def scale_by_novograd(
-    b1: float = 0.9, b2: float = 0.25, eps: float = 1e-8, eps_root: float = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0, mu_dtype: Any = None, *, mask: Mask = None,
+    b1: float = 0.9,
+    b2: float = 0.25,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mu_dtype: Any = None,
+    *,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""NovoGrad's direction (Ginsburg et al., 2019, Algorithm 1): layer-wise normalized momentum.
 
@@ -437,8 +491,11 @@ def scale_by_novograd(
         [0.6, 0.8]
     """
     hp = Hyperparams(
-        b1=check_decay("b1", b1), b2=check_decay("b2", b2), eps=check_nonnegative("eps", eps),
-        eps_root=check_nonnegative("eps_root", eps_root), weight_decay=check_nonnegative("weight_decay", weight_decay),
+        b1=check_decay("b1", b1),
+        b2=check_decay("b2", b2),
+        eps=check_nonnegative("eps", eps),
+        eps_root=check_nonnegative("eps_root", eps_root),
+        weight_decay=check_nonnegative("weight_decay", weight_decay),
     )
     decays = callable(weight_decay) or not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
 
@@ -449,7 +506,9 @@ def scale_by_novograd(
     def update(updates, state, params=None, **extra_args):
         check_updates(state.mu, updates)
         if params is None and (decays or mask is not None):
-            raise ValueError("scale_by_novograd with weight decay needs the parameters: call update(updates, state, params)")
+            raise ValueError(
+                "scale_by_novograd with weight decay needs the parameters: call update(updates, state, params)"
+            )
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
         first = state.count == 0
@@ -459,7 +518,9 @@ def scale_by_novograd(
 
         def step(g, m, v, p, decay):
             dtype = compute_dtype(g, m, v)
-            b1_, b2_, eps_, eps_root_, wd = cast_scalars(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"])
+            b1_, b2_, eps_, eps_root_, wd = cast_scalars(
+                dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"]
+            )
             g_ = g.astype(dtype)
             norm_sq = jnp.sum(abs_sq(g_)).astype(real_dtype(dtype))
             new_v = jnp.where(first, norm_sq, b2_ * v + (1 - b2_) * norm_sq)
@@ -477,8 +538,14 @@ def scale_by_novograd(
 
 
 def novograd(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.25, eps: float = 1e-6,
-    eps_root: float = 0.0, weight_decay: ScalarOrSchedule = 0.0, *, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.25,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    *,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""NovoGrad (Ginsburg et al., 2019): :math:`\theta_t = \theta_{t-1} - \eta\, m_t` (see :func:`scale_by_novograd`).
 
@@ -550,8 +617,11 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
 
 
 def adadelta(
-    learning_rate: ScalarOrSchedule | None = None, rho: float = 0.9, eps: float = 1e-6,
-    weight_decay: ScalarOrSchedule = 0.0, weight_decay_mask: Mask = None,
+    learning_rate: ScalarOrSchedule | None = None,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay_mask: Mask = None,
 ) -> GradientTransformation:
     r"""AdaDelta (Zeiler, 2012): :math:`\theta_t = \theta_{t-1} - \eta\, \Delta x_t` (see :func:`scale_by_adadelta`).
 

@@ -27,13 +27,16 @@ from gradtx.transforms.regularizers import add_decayed_weights
 class ScaleByAsgdState(NamedTuple):
     r"""ASGD's state: the step count and the averaged parameters :math:`\bar\theta` (``ax``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     ax: Params
     hyperparams: dict[str, Any]
 
 
 def scale_by_asgd(
-    learning_rate: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
 ) -> GradientTransformation:
     r"""ASGD's step and average, with torch.optim's schedule; returns the update to add to :math:`\theta`.
 
@@ -62,8 +65,10 @@ def scale_by_asgd(
         ([1.0], [1.5])
     """
     hp = Hyperparams(
-        learning_rate=check_nonnegative("learning_rate", learning_rate), lambd=check_nonnegative("lambd", lambd),
-        alpha=check_nonnegative("alpha", alpha), t0=check_nonnegative("t0", t0),
+        learning_rate=check_nonnegative("learning_rate", learning_rate),
+        lambd=check_nonnegative("lambd", lambd),
+        alpha=check_nonnegative("alpha", alpha),
+        t0=check_nonnegative("t0", t0),
     )
 
     def init(params):
@@ -99,7 +104,10 @@ def scale_by_asgd(
 
 
 def asgd(
-    learning_rate: ScalarOrSchedule = 1e-2, lambd: float = 1e-4, alpha: float = 0.75, t0: float = 1e6,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
     weight_decay: float = 0.0,
 ) -> GradientTransformation:
     r"""Averaged SGD (Polyak & Juditsky, 1992) as torch.optim's ``ASGD``, with its defaults.

@@ -10,7 +10,8 @@ coordinate.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +58,7 @@ class FactoredState(NamedTuple):
     column statistics are the placeholders.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     v_row: Updates
     v_col: Updates
     v: Updates
@@ -80,8 +81,12 @@ def _factored_axes(shape: tuple[int, ...], min_dim_size_to_factor: int) -> tuple
 
 
 def scale_by_factored_rms(
-    factored: bool = True, decay_rate: float = 0.8, step_offset: int = 0, min_dim_size_to_factor: int = 128,
-    epsilon: float = 1e-30, decay_rate_fn: Callable[[jax.Array, Any], jax.Array] = _decay_rate_pow,
+    factored: bool = True,
+    decay_rate: float = 0.8,
+    step_offset: int = 0,
+    min_dim_size_to_factor: int = 128,
+    epsilon: float = 1e-30,
+    decay_rate_fn: Callable[[jax.Array, Any], jax.Array] = _decay_rate_pow,
 ) -> GradientTransformation:
     r"""Adafactor's factored second moment (Shazeer & Stern, 2018, Algorithms 4 and 5).
 
@@ -116,8 +121,10 @@ def scale_by_factored_rms(
     """
     check_range("min_dim_size_to_factor", min_dim_size_to_factor, 1)
     hp = Hyperparams(
-        decay_rate=check_nonnegative("decay_rate", decay_rate), step_offset=check_nonnegative("step_offset", step_offset),
-        epsilon=check_nonnegative("epsilon", epsilon), allow_schedules=False,
+        decay_rate=check_nonnegative("decay_rate", decay_rate),
+        step_offset=check_nonnegative("step_offset", step_offset),
+        epsilon=check_nonnegative("epsilon", epsilon),
+        allow_schedules=False,
     )
 
     def axes(p):
@@ -159,9 +166,7 @@ def scale_by_factored_rms(
             v_hat = row_stats / jnp.mean(row_stats, axis=rows, keepdims=True) * jnp.expand_dims(new_c, rows)
             return _divide_by_root(g_, v_hat).astype(g.dtype), new_r.astype(r.dtype), new_c.astype(c.dtype), v
 
-        out, v_row, v_col, v = unzip(
-            jax.tree.map(step, updates, state.v_row, state.v_col, state.v), updates, 4
-        )
+        out, v_row, v_col, v = unzip(jax.tree.map(step, updates, state.v_row, state.v_col, state.v), updates, 4)
         return out, FactoredState(safe_increment(state.count), v_row, v_col, v, state.hyperparams)
 
     return GradientTransformation(init, update)
@@ -173,10 +178,17 @@ def _relative_step_size(count: jax.Array) -> jax.Array:
 
 
 def adafactor(
-    learning_rate: ScalarOrSchedule | None = None, min_dim_size_to_factor: int = 128, decay_rate: float = 0.8,
-    decay_offset: int = 0, multiply_by_parameter_scale: bool = True, clipping_threshold: float | None = 1.0,
-    momentum: float | None = None, dtype_momentum: Any = jnp.float32,
-    weight_decay_rate: ScalarOrSchedule | None = None, eps: float = 1e-30, factored: bool = True,
+    learning_rate: ScalarOrSchedule | None = None,
+    min_dim_size_to_factor: int = 128,
+    decay_rate: float = 0.8,
+    decay_offset: int = 0,
+    multiply_by_parameter_scale: bool = True,
+    clipping_threshold: float | None = 1.0,
+    momentum: float | None = None,
+    dtype_momentum: Any = jnp.float32,
+    weight_decay_rate: ScalarOrSchedule | None = None,
+    eps: float = 1e-30,
+    factored: bool = True,
     weight_decay_mask: Mask = None,
 ) -> GradientTransformation:
     r"""Adafactor (Shazeer & Stern, 2018): factored second moments, update clipping, relative steps.
@@ -213,18 +225,23 @@ def adafactor(
     blocks = [
         renamed(
             scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps),
-            epsilon="eps", step_offset="decay_offset",
+            epsilon="eps",
+            step_offset="decay_offset",
         )
     ]
     if clipping_threshold is not None:
         blocks.append(renamed(clip_by_block_rms(clipping_threshold), threshold="clipping_threshold"))
-    blocks.append(scale_by_learning_rate(_relative_step_size if learning_rate is None else learning_rate, flip_sign=False))
+    blocks.append(
+        scale_by_learning_rate(_relative_step_size if learning_rate is None else learning_rate, flip_sign=False)
+    )
     if multiply_by_parameter_scale:
         blocks.append(scale_by_param_block_rms(1e-3))
     if momentum is not None:
         blocks.append(renamed(ema(momentum, debias=False, accumulator_dtype=dtype_momentum), decay="momentum"))
     if weight_decay_rate is not None:
-        blocks.append(renamed(add_decayed_weights(weight_decay_rate, weight_decay_mask), weight_decay="weight_decay_rate"))
+        blocks.append(
+            renamed(add_decayed_weights(weight_decay_rate, weight_decay_mask), weight_decay="weight_decay_rate")
+        )
     return chain(*blocks, negate())
 
 
@@ -274,7 +291,9 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
         [[0.8, 1.0], [0.0, 1.0]]
     """
     hp = Hyperparams(
-        b1=check_decay("b1", b1), b2=check_range("b2", b2, 0.0, 1.0), eps=check_nonnegative("eps", eps),
+        b1=check_decay("b1", b1),
+        b2=check_range("b2", b2, 0.0, 1.0),
+        eps=check_nonnegative("eps", eps),
         allow_schedules=False,
     )
 
@@ -295,10 +314,15 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
             nu = b2_ * bound + jnp.where(b2_ == 1, 1, 1 - b2_) * abs_sq(g_)
             new_mu = (  # nu >= 0, so the initial 0 changes nothing but lets a 0-size axis reduce
                 tuple(jnp.max(nu, axis=tuple(d for d in range(ndim) if d != i), initial=0) for i in range(ndim))
-                if ndim else (nu,)
+                if ndim
+                else (nu,)
             )
             new_m = b1_ * m + (1 - b1_) * _divide_by_root(g_, nu + eps_)
-            return new_m.astype(g.dtype), tuple(a.astype(old.dtype) for a, old in zip(new_mu, mu)), new_m.astype(m.dtype)
+            return (
+                new_m.astype(g.dtype),
+                tuple(a.astype(old.dtype) for a, old in zip(new_mu, mu)),
+                new_m.astype(m.dtype),
+            )
 
         out, mu, m = unzip(jax.tree.map(step, updates, state.mu, state.m), updates, 3)
         return out, ScaleBySM3State(mu, m, state.hyperparams)

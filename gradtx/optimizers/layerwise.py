@@ -43,9 +43,14 @@ def _masked(tx: GradientTransformation, mask: Mask) -> GradientTransformation:
 
 
 def lars(
-    learning_rate: ScalarOrSchedule = 1.0, weight_decay: ScalarOrSchedule = 0.0, weight_decay_mask: Mask = True,
-    trust_coefficient: float = 0.001, eps: float = 0.0, trust_ratio_mask: Mask = True,
-    momentum: float = 0.9, nesterov: bool = False,
+    learning_rate: ScalarOrSchedule = 1.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    weight_decay_mask: Mask = True,
+    trust_coefficient: float = 0.001,
+    eps: float = 0.0,
+    trust_ratio_mask: Mask = True,
+    momentum: float = 0.9,
+    nesterov: bool = False,
 ) -> GradientTransformation:
     r"""LARS: layer-wise adaptive rate scaling (You, Gitman & Ginsburg, 2017, Algorithm 1).
 
@@ -82,8 +87,13 @@ def lars(
 
 
 def lamb(
-    learning_rate: ScalarOrSchedule = 1e-3, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
-    eps_root: float = 0.0, weight_decay: ScalarOrSchedule = 0.0, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""LAMB: Adam's direction with a layer-wise trust ratio (You et al., 2019, Algorithm 2).
 

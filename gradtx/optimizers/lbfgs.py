@@ -43,7 +43,7 @@ class ScaleByLBFGSState(NamedTuple):
     or a pair without positive curvature, which the recursion then ignores.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     params: Params
     updates: Updates
     diff_params_memory: Updates
@@ -62,7 +62,12 @@ def _axpy(a: jax.Array, x: Updates, y: Updates) -> Updates:
 
 
 def two_loop_recursion(
-    grad: Updates, s: Updates, y: Updates, rho: jax.Array, newest: jax.Array, gamma: jax.Array,
+    grad: Updates,
+    s: Updates,
+    y: Updates,
+    rho: jax.Array,
+    newest: jax.Array,
+    gamma: jax.Array,
 ) -> Updates:
     r"""Nocedal & Wright's Algorithm 7.4: :math:`H g` with :math:`H_0 = \gamma I` and the pairs in memory.
 
@@ -128,8 +133,13 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
             lambda z: jnp.broadcast_to(z[None], (memory_size, *jnp.shape(z))), _tree.zeros_like(params)
         )
         return ScaleByLBFGSState(
-            zero_count(), _tree.zeros_like(params), _tree.zeros_like(params), memory, memory,
-            jnp.zeros((memory_size,), float_dtype()), {},
+            zero_count(),
+            _tree.zeros_like(params),
+            _tree.zeros_like(params),
+            memory,
+            memory,
+            jnp.zeros((memory_size,), float_dtype()),
+            {},
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -178,20 +188,27 @@ def _lbfgs_step(memory_size, scale_init_precond, updates, state, params):
     descends = real_vdot(direction, updates, float_dtype()) > 0
     fallback = (g_norm > 0) & ~descends
     out = jax.tree.map(
-        lambda d, g: jnp.where(fallback, g * unit.astype(d.dtype), d).astype(g.dtype), direction, updates)
+        lambda d, g: jnp.where(fallback, g * unit.astype(d.dtype), d).astype(g.dtype), direction, updates
+    )
     new_state = ScaleByLBFGSState(
         safe_increment(k),
         jax.tree.map(lambda p, q: p.astype(q.dtype), params, state.params),
         jax.tree.map(lambda g, q: g.astype(q.dtype), updates, state.updates),
-        s_mem, y_mem, rho, state.hyperparams,
+        s_mem,
+        y_mem,
+        rho,
+        state.hyperparams,
     )
     return out, new_state
 
 
 def lbfgs(
-    learning_rate: ScalarOrSchedule | None = None, memory_size: int = 10, scale_init_precond: bool = True,
-    linesearch: GradientTransformation | None = scale_by_zoom_linesearch(
-        max_linesearch_steps=15, initial_guess_strategy="one"),
+    learning_rate: ScalarOrSchedule | None = None,
+    memory_size: int = 10,
+    scale_init_precond: bool = True,
+    linesearch: GradientTransformation | None = scale_by_zoom_linesearch(  # noqa: B008 (Optax's signature; the search is stateless until init)
+        max_linesearch_steps=15, initial_guess_strategy="one"
+    ),
 ) -> GradientTransformation:
     r"""L-BFGS (Nocedal & Wright, Alg. 7.5): :math:`x_{k+1} = x_k - \eta_k H_k g_k`, :math:`\eta_k` from a line search.
 
@@ -216,7 +233,9 @@ def lbfgs(
         (1.0, 1.0)
     """
     if linesearch is None:
-        return chain(scale_by_lbfgs(memory_size, scale_init_precond),
-                     scale_by_learning_rate(1.0 if learning_rate is None else learning_rate))
+        return chain(
+            scale_by_lbfgs(memory_size, scale_init_precond),
+            scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
+        )
     sign = negate() if learning_rate is None else scale_by_learning_rate(learning_rate)
     return chain(scale_by_lbfgs(memory_size, scale_init_precond), sign, linesearch)

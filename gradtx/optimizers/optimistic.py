@@ -27,7 +27,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 class ScaleByOptimisticGradientState(NamedTuple):
     """The step count and the previous direction :math:`g_{t-1}` (``prev_grad``, zeros at first)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     prev_grad: Updates
     hyperparams: dict[str, Any]
 
@@ -73,7 +73,9 @@ def scale_by_optimistic_gradient(alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSc
 
 
 def optimistic_gradient_descent(
-    learning_rate: ScalarOrSchedule = 1e-3, alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSchedule = 1.0,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    alpha: ScalarOrSchedule = 1.0,
+    beta: ScalarOrSchedule = 1.0,
 ) -> GradientTransformation:
     r"""Optimistic gradient descent (Daskalakis et al., 2018; Mokhtari et al., 2020).
 
@@ -96,8 +98,16 @@ def optimistic_gradient_descent(
 
 
 def optimistic_adam_v2(
-    learning_rate: ScalarOrSchedule = 1e-3, *, alpha: float = 1.0, beta: float = 1.0, b1: float = 0.9,
-    b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0, mu_dtype: Any = None, nesterov: bool = True,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    nesterov: bool = True,
 ) -> GradientTransformation:
     r"""Optimistic Adam (Daskalakis et al., 2018, Algorithm 1): optimism applied to Adam's direction.
 

@@ -39,7 +39,7 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 class ScaleByRmsState(NamedTuple):
     """RMSProp's state: the step count and the moving average ``nu`` of squared gradients."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     nu: Updates
     hyperparams: dict[str, Any]
 
@@ -47,7 +47,7 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByStddevState(NamedTuple):
     """Centered RMSProp's state: moving averages of the gradient (``mu``) and its square (``nu``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     mu: Updates
     nu: Updates
     hyperparams: dict[str, Any]
@@ -62,8 +62,11 @@ def _divide_by_root(g, denominator_sq, eps, eps_in_sqrt):
 
 
 def scale_by_rms(
-    decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True, bias_correction: bool = False,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
 ) -> GradientTransformation:
     r"""RMSProp's scaling (Tieleman & Hinton, 2012): divide by a running root mean square.
 
@@ -109,8 +112,11 @@ _bias_correction = bias_correction  # the name is shadowed by an argument above
 
 
 def scale_by_stddev(
-    decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True, bias_correction: bool = False,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
 ) -> GradientTransformation:
     r"""Centered RMSProp (Graves, 2013): divide by a running standard deviation.
 
@@ -205,9 +211,15 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
 
 
 def rmsprop(
-    learning_rate: ScalarOrSchedule = 1e-2, decay: float = 0.9, eps: float = 1e-8, initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True, centered: bool = False, momentum: float | None = None,
-    nesterov: bool = False, bias_correction: bool = False,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
 ) -> GradientTransformation:
     r"""RMSProp (Tieleman & Hinton, 2012), optionally centered (Graves, 2013) and with momentum.
 
@@ -224,15 +236,15 @@ def rmsprop(
         >>> [round(x, 4) for x in updates.tolist()]  # -0.01 / sqrt(0.1)
         [-0.0316]
     """
-    scaling = (scale_by_stddev if centered else scale_by_rms)(
-        decay, eps, initial_scale, eps_in_sqrt, bias_correction
-    )
+    scaling = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
     momentum_block = [] if momentum is None else [trace(momentum, nesterov)]
     return chain(scaling, scale_by_learning_rate(learning_rate), *momentum_block)
 
 
 def adagrad(
-    learning_rate: ScalarOrSchedule = 1e-2, initial_accumulator_value: float = 0.1, eps: float = 1e-7,
+    learning_rate: ScalarOrSchedule = 1e-2,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
 ) -> GradientTransformation:
     r"""AdaGrad (Duchi, Hazan & Singer, 2011): per-coordinate steps shrinking with the summed squares.
 

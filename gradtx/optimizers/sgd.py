@@ -18,8 +18,10 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 
 
 def sgd(
-    learning_rate: ScalarOrSchedule = 1e-3, momentum: float | None = None,
-    nesterov: bool = False, accumulator_dtype: Any = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformation:
     r"""Stochastic gradient descent, with optional heavy-ball or Nesterov momentum.
 
@@ -42,8 +44,12 @@ def sgd(
 
 
 def noisy_sgd(
-    learning_rate: ScalarOrSchedule = 1e-3, eta: float = 0.01, gamma: float = 0.55,
-    key: Any = None, *, seed: int | None = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    eta: float = 0.01,
+    gamma: float = 0.55,
+    key: Any = None,
+    *,
+    seed: int | None = None,
 ) -> GradientTransformation:
     r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al., 2015).
 

@@ -76,7 +76,9 @@ def sign_sgd(learning_rate: ScalarOrSchedule = 1e-3) -> GradientTransformation:
 
 
 def signum(
-    learning_rate: ScalarOrSchedule = 1e-3, beta: float = 0.9, accumulator_dtype: Any = None,
+    learning_rate: ScalarOrSchedule = 1e-3,
+    beta: float = 0.9,
+    accumulator_dtype: Any = None,
 ) -> GradientTransformation:
     r"""Signum (Bernstein et al., 2018): signSGD on a moving average of the gradients.
 
@@ -109,14 +111,18 @@ def signum(
 class ScaleByLionState(NamedTuple):
     """Lion's state: the step count and the momentum ``mu`` (:math:`m`)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     mu: Updates
     hyperparams: dict[str, Any]
 
 
 def scale_by_lion(
-    b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None, *,
-    mode: Literal["hard", "smooth", "refined"] = "hard", smooth_beta: float = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    *,
+    mode: Literal["hard", "smooth", "refined"] = "hard",
+    smooth_beta: float = 1.0,
 ) -> GradientTransformation:
     r"""Lion's direction (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2).
 
@@ -163,8 +169,12 @@ def scale_by_lion(
 
 
 def lion(
-    learning_rate: ScalarOrSchedule = 1e-4, b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None,
-    weight_decay: ScalarOrSchedule = 1e-3, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1e-4,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    weight_decay: ScalarOrSchedule = 1e-3,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""Lion (Chen et al., 2023): the sign step of :func:`scale_by_lion` with decoupled weight decay.
 
@@ -194,15 +204,18 @@ def lion(
 class ScaleByRpropState(NamedTuple):
     """Rprop's state: the step count, each coordinate's step size :math:`\\Delta` and its previous gradient."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     step_sizes: Updates
     prev_grad: Updates
     hyperparams: dict[str, Any]
 
 
 def scale_by_rprop(
-    learning_rate: float, eta_minus: float = 0.5, eta_plus: float = 1.2,
-    min_step_size: float = 1e-6, max_step_size: float = 50.0,
+    learning_rate: float,
+    eta_minus: float = 0.5,
+    eta_plus: float = 1.2,
+    min_step_size: float = 1e-6,
+    max_step_size: float = 50.0,
 ) -> GradientTransformation:
     r"""Rprop's direction (Riedmiller & Braun, 1993), in the variant without backtracking ("Rprop-").
 
@@ -239,9 +252,12 @@ def scale_by_rprop(
     """
     check_positive("learning_rate", learning_rate)
     hp = Hyperparams(
-        learning_rate=learning_rate, eta_minus=check_range("eta_minus", eta_minus, 0.0, 1.0, low_open=True),
-        eta_plus=check_range("eta_plus", eta_plus, 1.0), min_step_size=check_nonnegative("min_step_size", min_step_size),
-        max_step_size=check_positive("max_step_size", max_step_size), allow_schedules=False,
+        learning_rate=learning_rate,
+        eta_minus=check_range("eta_minus", eta_minus, 0.0, 1.0, low_open=True),
+        eta_plus=check_range("eta_plus", eta_plus, 1.0),
+        min_step_size=check_nonnegative("min_step_size", min_step_size),
+        max_step_size=check_positive("max_step_size", max_step_size),
+        allow_schedules=False,
     )
 
     def init(params):
@@ -254,11 +270,15 @@ def scale_by_rprop(
 
         def step(g, delta, g_prev):
             dtype = compute_dtype(g, delta)
-            eta_minus_, eta_plus_, lo, hi = cast_scalars(dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"])
+            eta_minus_, eta_plus_, lo, hi = cast_scalars(
+                dtype, h["eta_minus"], h["eta_plus"], h["min_step_size"], h["max_step_size"]
+            )
             sign = jnp.sign(g.astype(dtype))  # z / |z| for a complex z
             agree = jnp.real(sign * jnp.conj(jnp.sign(g_prev.astype(dtype))))
             d = delta.astype(real_dtype(dtype))
-            new_d = jnp.where(agree > 0, jnp.minimum(d * eta_plus_, hi), jnp.where(agree < 0, jnp.maximum(d * eta_minus_, lo), d))
+            new_d = jnp.where(
+                agree > 0, jnp.minimum(d * eta_plus_, hi), jnp.where(agree < 0, jnp.maximum(d * eta_minus_, lo), d)
+            )
             u = sign * new_d
             return u.astype(g.dtype), new_d.astype(delta.dtype), g.astype(g_prev.dtype)
 
@@ -269,8 +289,11 @@ def scale_by_rprop(
 
 
 def rprop(
-    learning_rate: float = 0.1, eta_minus: float = 0.5, eta_plus: float = 1.2,
-    min_step_size: float = 1e-6, max_step_size: float = 50.0,
+    learning_rate: float = 0.1,
+    eta_minus: float = 0.5,
+    eta_plus: float = 1.2,
+    min_step_size: float = 1e-6,
+    max_step_size: float = 50.0,
 ) -> GradientTransformation:
     r"""Rprop- (Riedmiller & Braun, 1993; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
 

@@ -23,7 +23,12 @@ from gradtx.core.numerics import (
     scalar_loss,
     zero_count,
 )
-from gradtx.core.validation import check_nonnegative, check_positive, check_range
+from gradtx.core.validation import (
+    check_nonnegative,
+    check_one_of,
+    check_positive,
+    check_range,
+)
 from gradtx.transforms.combine import chain
 from gradtx.transforms.regularizers import add_decayed_weights
 from gradtx.transforms.scaling import scale_by_hyperparameter, scale_by_learning_rate
@@ -48,7 +53,10 @@ _VARIANTS = ("sps", "sps+")
 
 
 def scale_by_polyak(
-    f_min: float = 0.0, max_learning_rate: float = 1.0, eps: float = 0.0, variant: str = "sps",
+    f_min: float = 0.0,
+    max_learning_rate: float = 1.0,
+    eps: float = 0.0,
+    variant: str = "sps",
 ) -> GradientTransformation:
     r"""Polyak's step size (Polyak, 1987), capped as SPS\ :sub:`max` (Loizou et al., 2021).
 
@@ -72,11 +80,12 @@ def scale_by_polyak(
         >>> u.tolist(), float(state.step_size)  # gamma = 4 / 16
         ([1.0], 0.25)
     """
-    if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+    check_one_of("variant", variant, _VARIANTS)
     hp = Hyperparams(
-        f_min=check_range("f_min", f_min), max_learning_rate=check_nonnegative("max_learning_rate", max_learning_rate),
-        eps=check_nonnegative("eps", eps), allow_schedules=False,
+        f_min=check_range("f_min", f_min),
+        max_learning_rate=check_nonnegative("max_learning_rate", max_learning_rate),
+        eps=check_nonnegative("eps", eps),
+        allow_schedules=False,
     )
 
     def init(params):
@@ -102,7 +111,10 @@ def scale_by_polyak(
 
 
 def polyak_sgd(
-    max_learning_rate: float = 1.0, scaling: ScalarOrSchedule = 1.0, f_min: float = 0.0, eps: float = 0.0,
+    max_learning_rate: float = 1.0,
+    scaling: ScalarOrSchedule = 1.0,
+    f_min: float = 0.0,
+    eps: float = 0.0,
     variant: str = "sps",
 ) -> GradientTransformation:
     r"""Gradient descent with Polyak's step size: :math:`\theta_{t+1} = \theta_t - s\, \gamma_t g_t`.
@@ -125,7 +137,9 @@ def polyak_sgd(
         [0.25, -0.125]
     """
     check_nonnegative("scaling", scaling)
-    return chain(scale_by_polyak(f_min, max_learning_rate, eps, variant), scale_by_hyperparameter("scaling", scaling, -1.0))
+    return chain(
+        scale_by_polyak(f_min, max_learning_rate, eps, variant), scale_by_hyperparameter("scaling", scaling, -1.0)
+    )
 
 
 # -------------------------------------------------------------------------- DoG
@@ -139,7 +153,7 @@ class DoGState(NamedTuple):
     scalar per leaf for the layer-wise :func:`scale_by_distance_over_gradients`.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     init_params: Any
     max_dist: Any
     sum_sq_norm_grads: Any
@@ -147,7 +161,10 @@ class DoGState(NamedTuple):
 
 
 def scale_by_distance_over_gradients(
-    reps_rel: float = 1e-6, eps: float = 1e-8, param_dtype: Any = jnp.float32, global_scale: float = 1.0,
+    reps_rel: float = 1e-6,
+    eps: float = 1e-8,
+    param_dtype: Any = jnp.float32,
+    global_scale: float = 1.0,
 ) -> GradientTransformation:
     r"""Layer-wise DoG: distance over gradients (Ivgi, Hinder & Carmon, 2023, L-DoG).
 
@@ -172,8 +189,10 @@ def scale_by_distance_over_gradients(
         [0.0, 3.0]
     """
     hp = Hyperparams(
-        reps_rel=check_positive("reps_rel", reps_rel), eps=check_nonnegative("eps", eps),
-        global_scale=check_nonnegative("global_scale", global_scale), allow_schedules=False,
+        reps_rel=check_positive("reps_rel", reps_rel),
+        eps=check_nonnegative("eps", eps),
+        global_scale=check_nonnegative("global_scale", global_scale),
+        allow_schedules=False,
     )
     return _dog("scale_by_distance_over_gradients", hp, "reps_rel", "heuristic", param_dtype, layerwise=True)
 
@@ -220,6 +239,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
             return _ratio(scale * rbar, root, 0), rbar, sum_sq
 
         if layerwise:
+
             def leaf(g, p, x0, max_dist, sum_sq):
                 eta, rbar, new_sq = step_size(
                     distance(p, x0), safe_norm(x0).astype(dtype), max_dist, sum_sq, safe_norm(g).astype(dtype)
@@ -232,11 +252,16 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
             )
             out, max_dist, sum_sq = (jax.tree.unflatten(treedef, [f[i] for f in flat]) for i in range(3))
         else:
-            moved = jax.tree.map(lambda p, x0: p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0, params, state.init_params)
+            moved = jax.tree.map(
+                lambda p, x0: p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0, params, state.init_params
+            )
             d = _tree.norm(moved)
             eta, max_dist, sum_sq = step_size(
-                d.astype(dtype), _tree.norm(state.init_params).astype(dtype), state.max_dist,
-                state.sum_sq_norm_grads, _tree.norm(updates).astype(dtype),
+                d.astype(dtype),
+                _tree.norm(state.init_params).astype(dtype),
+                state.max_dist,
+                state.sum_sq_norm_grads,
+                _tree.norm(updates).astype(dtype),
             )
             out = scaled(updates, eta)
         count = safe_increment(state.count)
@@ -256,8 +281,11 @@ def _scale_by_dog(init_step: tuple[str, float], eps: float) -> GradientTransform
 
 
 def dog(
-    learning_rate: ScalarOrSchedule = 1.0, init_step: tuple[str, float] = ("heuristic", 1e-6), eps: float = 1e-8,
-    weight_decay: ScalarOrSchedule | None = None, mask: Mask = None,
+    learning_rate: ScalarOrSchedule = 1.0,
+    init_step: tuple[str, float] = ("heuristic", 1e-6),
+    eps: float = 1e-8,
+    weight_decay: ScalarOrSchedule | None = None,
+    mask: Mask = None,
 ) -> GradientTransformation:
     r"""DoG: distance over gradients, a step size that needs no tuning (Ivgi, Hinder & Carmon, 2023).
 

@@ -47,7 +47,11 @@ def _block_norm(x: jax.Array, axis_name: Any) -> jax.Array:
 
 
 def scale_by_trust_ratio(
-    min_norm: float = 0.0, trust_coefficient: float = 1.0, eps: float = 0.0, *, axis_name: Any = None,
+    min_norm: float = 0.0,
+    trust_coefficient: float = 1.0,
+    eps: float = 0.0,
+    *,
+    axis_name: Any = None,
 ) -> GradientTransformation:
     r"""Scale each block's update by the trust ratio :math:`\lVert\theta\rVert / \lVert u\rVert`.
 
@@ -76,7 +80,8 @@ def scale_by_trust_ratio(
     hp = Hyperparams(
         min_norm=check_nonnegative("min_norm", min_norm),
         trust_coefficient=check_nonnegative("trust_coefficient", trust_coefficient),
-        eps=check_nonnegative("eps", eps), allow_schedules=False,
+        eps=check_nonnegative("eps", eps),
+        allow_schedules=False,
     )
 
     def init(params):
@@ -187,7 +192,8 @@ def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> Gr
         [0.6, 0.8]
     """
     hp = Hyperparams(
-        scale_factor=check_range("scale_factor", scale_factor), eps=check_nonnegative("eps", eps),
+        scale_factor=check_range("scale_factor", scale_factor),
+        eps=check_nonnegative("eps", eps),
         allow_schedules=False,
     )
 

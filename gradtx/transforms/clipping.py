@@ -88,6 +88,7 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
 
 # ------------------------------------------- block, adaptive and per-example clipping
 
+
 def _shrink(norm: jax.Array, limit: jax.Array) -> jax.Array:
     """The factor ``min(1, limit / norm)``, 1 where ``norm`` is 0 (no 0/0)."""
     return jnp.where(norm > limit, limit / jnp.where(norm > 0, norm, 1), 1)
@@ -137,7 +138,9 @@ def _unit_axes(ndim: int, axis: Any) -> tuple[int, ...]:
 
 
 def adaptive_grad_clip(
-    clipping: float, eps: float = 1e-3, axis: int | tuple[int, ...] | None = None,
+    clipping: float,
+    eps: float = 1e-3,
+    axis: int | tuple[int, ...] | None = None,
 ) -> GradientTransformation:
     r"""Unit-wise adaptive gradient clipping (Brock, De, Smith & Simonyan, 2021, NFNets).
 
@@ -194,7 +197,7 @@ def _batch_size(grads: Any, who: str) -> int:
     if len(sizes) != 1 or None in sizes:
         found = ", ".join(f"'{_tree.path_str(p)}': {jnp.shape(x)}" for p, x in leaves)
         raise ValueError(f"{who}: every leaf needs the same leading batch dimension, got shapes {found}")
-    return sizes.pop()
+    return sizes.pop()  # type: ignore[return-value]
 
 
 def _per_example_norm(x: jax.Array) -> jax.Array:
@@ -274,7 +277,7 @@ def per_example_layer_norm_clip(grads: Any, global_l2_norm_clip: float, uniform:
 
     pairs = jax.tree.map(clip_leaf, grads)
     treedef = jax.tree.structure(grads)
-    flat = treedef.flatten_up_to(pairs)
+    flat = treedef.flatten_up_to(pairs)  # type: ignore[attr-defined]
     return (
         jax.tree.unflatten(treedef, [p[0] for p in flat]),
         jax.tree.unflatten(treedef, [p[1] for p in flat]),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ _INTEGER_PARAMS = (
 _INTEGER_UPDATES = "compute gradients in floating point (jax.grad gives float0 for integer inputs)"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _inexact(dtype: Any) -> bool:
     return bool(jnp.issubdtype(dtype, jnp.inexact))
 
@@ -41,8 +42,13 @@ def _floating(tree: PyTree, what: str, advice: str) -> PyTree:
         dtype = jnp.result_type(x) if isinstance(x, (bool, int)) else getattr(x, "dtype", None)
         if dtype is not None and not _inexact(dtype):
             path = _tree.path_str(_tree.leaves_with_path(tree)[i][0])
-            kind = (f"a Python {type(x).__name__}" if isinstance(x, (bool, int))
-                    else "float0 (the gradient of an integer input)" if dtype == jax.dtypes.float0 else str(dtype))
+            kind = (
+                f"a Python {type(x).__name__}"
+                if isinstance(x, (bool, int))
+                else "float0 (the gradient of an integer input)"
+                if dtype == jax.dtypes.float0
+                else str(dtype)
+            )
             raise TypeError(f"{what} must be floating point, but '{path}' is {kind}: {advice}")
     if not convert:
         return tree
@@ -159,7 +165,8 @@ def _conditional(inner, should_transform_fn, forward_extra_args, on_skip):
 
 
 def conditionally_transform(
-    inner: GradientTransformation, should_transform_fn: Callable[[jax.Array], jax.Array],
+    inner: GradientTransformation,
+    should_transform_fn: Callable[[jax.Array], jax.Array],
     forward_extra_args: bool = False,
 ) -> GradientTransformation:
     """Apply ``inner`` at steps where ``should_transform_fn(step)`` is True; elsewhere pass updates through.
@@ -179,7 +186,8 @@ def conditionally_transform(
 
 
 def conditionally_mask(
-    inner: GradientTransformation, should_transform_fn: Callable[[jax.Array], jax.Array],
+    inner: GradientTransformation,
+    should_transform_fn: Callable[[jax.Array], jax.Array],
     forward_extra_args: bool = False,
 ) -> GradientTransformation:
     """Apply ``inner`` at steps where ``should_transform_fn(step)`` is True; elsewhere return zeros.
@@ -216,7 +224,7 @@ def with_extra_args_support(transform: Any) -> GradientTransformation:
     try:
         parameters = inspect.signature(transform.update).parameters.values()
     except (TypeError, ValueError):
-        parameters = []
+        parameters = []  # type: ignore[assignment]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return GradientTransformation(transform.init, transform.update)
 

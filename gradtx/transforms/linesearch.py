@@ -28,7 +28,8 @@ they compute themselves, and expect ``grad`` so.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -144,9 +145,15 @@ class ScaleByBacktrackingLinesearchState(NamedTuple):
 
 
 def scale_by_backtracking_linesearch(
-    max_backtracking_steps: int, slope_rtol: float = 1e-4, decrease_factor: float = 0.8,
-    increase_factor: float = 1.5, max_learning_rate: float = 1.0, atol: float = 0.0, rtol: float = 0.0,
-    store_grad: bool = False, verbose: bool = False,
+    max_backtracking_steps: int,
+    slope_rtol: float = 1e-4,
+    decrease_factor: float = 0.8,
+    increase_factor: float = 1.5,
+    max_learning_rate: float = 1.0,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    store_grad: bool = False,
+    verbose: bool = False,
 ) -> GradientTransformation:
     r"""Backtracking until the Armijo sufficient-decrease condition holds (Nocedal & Wright, Alg. 3.1).
 
@@ -178,8 +185,10 @@ def scale_by_backtracking_linesearch(
         slope_rtol=check_range("slope_rtol", slope_rtol, 0.0, 1.0, high_open=True),
         decrease_factor=check_range("decrease_factor", decrease_factor, 0.0, 1.0, low_open=True, high_open=True),
         increase_factor=check_positive("increase_factor", increase_factor),
-        max_learning_rate=max_learning_rate, atol=check_nonnegative("atol", atol),
-        rtol=check_nonnegative("rtol", rtol), allow_schedules=False,
+        max_learning_rate=max_learning_rate,
+        atol=check_nonnegative("atol", atol),
+        rtol=check_nonnegative("rtol", rtol),
+        allow_schedules=False,
     )
     who = "scale_by_backtracking_linesearch"
 
@@ -219,8 +228,13 @@ def _backtrack(value_fn, max_steps, store_grad, verbose, params, direction, grad
     start = (jnp.zeros((), jnp.int32), eta0, phi0, g0, jnp.bool_(False))
     i, eta, phi, g, ok = jax.lax.while_loop(lambda c: ~c[-1] & (c[0] < max_steps), body, start)
     if verbose:
-        jax.lax.cond(ok, lambda: None, lambda: jax.debug.print(
-            "backtracking linesearch: no sufficient decrease after {i} evaluations; taking step {eta}", i=i, eta=eta))
+        jax.lax.cond(
+            ok,
+            lambda: None,
+            lambda: jax.debug.print(
+                "backtracking linesearch: no sufficient decrease after {i} evaluations; taking step {eta}", i=i, eta=eta
+            ),
+        )
     error = jnp.maximum(phi - bound0 - h["slope_rtol"] * eta * slope0, 0.0)
     return eta, phi, None if g is None else _like_params(g, params), i, error
 
@@ -288,10 +302,16 @@ def _cubic_minimizer(low: _Point, high: _Point) -> jax.Array:
 
 
 def scale_by_zoom_linesearch(
-    max_linesearch_steps: int, max_learning_rate: float | None = None, tol: float = 0.0,
-    increase_factor: float = 2.0, slope_rtol: float = 1e-4, curv_rtol: float = 0.9,
-    approx_dec_rtol: float | None = 1e-6, stepsize_precision: float = 1e-5,
-    initial_guess_strategy: str = "keep", verbose: bool = False,
+    max_linesearch_steps: int,
+    max_learning_rate: float | None = None,
+    tol: float = 0.0,
+    increase_factor: float = 2.0,
+    slope_rtol: float = 1e-4,
+    curv_rtol: float = 0.9,
+    approx_dec_rtol: float | None = 1e-6,
+    stepsize_precision: float = 1e-5,
+    initial_guess_strategy: str = "keep",
+    verbose: bool = False,
 ) -> GradientTransformation:
     r"""A step satisfying the strong Wolfe conditions, by bracketing and zoom (Nocedal & Wright, Alg. 3.5, 3.6).
 
@@ -328,7 +348,8 @@ def scale_by_zoom_linesearch(
         raise ValueError(f"initial_guess_strategy must be 'one' or 'keep', got {initial_guess_strategy!r}")
     given = dict(
         learning_rate=1.0,
-        tol=check_nonnegative("tol", tol), increase_factor=check_range("increase_factor", increase_factor, 1.0, low_open=True),
+        tol=check_nonnegative("tol", tol),
+        increase_factor=check_range("increase_factor", increase_factor, 1.0, low_open=True),
         slope_rtol=check_range("slope_rtol", slope_rtol, 0.0, 1.0, low_open=True, high_open=True),
         curv_rtol=check_range("curv_rtol", curv_rtol, 0.0, 1.0, low_open=True, high_open=True),
         stepsize_precision=check_nonnegative("stepsize_precision", stepsize_precision),
@@ -376,7 +397,8 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
         if "approx_dec_rtol" not in h:
             return armijo
         approx = (p.value <= phi0 + h["approx_dec_rtol"] * jnp.abs(phi0) + tol_) & (
-            p.slope <= (2 * c1 - 1) * descent + tol_)
+            p.slope <= (2 * c1 - 1) * descent + tol_
+        )
         return armijo | approx
 
     def body(c: _Search) -> _Search:
@@ -405,8 +427,18 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
         width, size = jnp.abs(high.eta - low.eta), jnp.maximum(jnp.abs(high.eta), jnp.abs(low.eta))
         stop = bracketed & ~done & (width <= h["stepsize_precision"] * size)
         return _Search(
-            c.i + 1, done, stop, bracketed, next_eta, cur, g, _where(~zoom & b_expand, cur, c.prev), low, high,
-            _where(better, cur, c.safe), _where(better, g, c.safe_grad),
+            c.i + 1,
+            done,
+            stop,
+            bracketed,
+            next_eta,
+            cur,
+            g,
+            _where(~zoom & b_expand, cur, c.prev),
+            low,
+            high,
+            _where(better, cur, c.safe),
+            _where(better, g, c.safe_grad),
         )
 
     if initial_guess_strategy == "one":
@@ -417,15 +449,34 @@ def _zoom(value_fn, max_steps, initial_guess_strategy, verbose, params, directio
     origin = _Point(jnp.zeros((), dtype), phi0, slope0)
     g0 = _like_params(grad, params)
     false = jnp.bool_(False)
-    start = _Search(jnp.zeros((), jnp.int32), false, false, false, jnp.minimum(eta0, eta_max),
-                    origin, g0, origin, origin, origin, origin, g0)
+    start = _Search(
+        jnp.zeros((), jnp.int32),
+        false,
+        false,
+        false,
+        jnp.minimum(eta0, eta_max),
+        origin,
+        g0,
+        origin,
+        origin,
+        origin,
+        origin,
+        g0,
+    )
     c = jax.lax.while_loop(lambda c: ~c.done & ~c.stop & (c.i < max_steps), body, start)
     point, g = _where(c.done, c.last, c.safe), _where(c.done, c.last_grad, c.safe_grad)
     if verbose:
-        jax.lax.cond(c.done, lambda: None, lambda: jax.debug.print(
-            "zoom linesearch: no strong Wolfe step after {i} evaluations; taking step {eta}", i=c.i, eta=point.eta))
-    errors = (jnp.maximum(point.value - phi0 - c1 * point.eta * descent, 0.0),
-              jnp.maximum(jnp.abs(point.slope) - c2 * jnp.abs(slope0), 0.0))
+        jax.lax.cond(
+            c.done,
+            lambda: None,
+            lambda: jax.debug.print(
+                "zoom linesearch: no strong Wolfe step after {i} evaluations; taking step {eta}", i=c.i, eta=point.eta
+            ),
+        )
+    errors = (
+        jnp.maximum(point.value - phi0 - c1 * point.eta * descent, 0.0),
+        jnp.maximum(jnp.abs(point.slope) - c2 * jnp.abs(slope0), 0.0),
+    )
     return point, _like_params(g, params), c.i, errors
 
 
@@ -465,7 +516,9 @@ def value_and_grad_from_state(value_fn: Callable[..., jax.Array]) -> Callable[..
     def fn(params, *fn_args, state, **fn_kwargs):
         found = [s for s in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, _STATES)) if isinstance(s, _STATES)]
         if len(found) != 1:
-            raise ValueError(f"value_and_grad_from_state needs a state with exactly one line search, found {len(found)}")
+            raise ValueError(
+                f"value_and_grad_from_state needs a state with exactly one line search, found {len(found)}"
+            )
         (search,) = found
         if search.grad is None:
             raise ValueError(

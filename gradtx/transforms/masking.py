@@ -15,7 +15,8 @@ so ``"*bias"`` matches ``"params/Dense_0/bias"`` and ``"*norm*/scale"`` matches
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 from jax.tree_util import GetAttrKey
@@ -68,7 +69,9 @@ def path_mask(patterns: str | Iterable[str], *, invert: bool = False) -> Callabl
     return mask
 
 
-def path_labels(rules: Mapping[str, Any] | Iterable[tuple[str, Any]], default: Any = None) -> Callable[[PyTree], PyTree]:
+def path_labels(
+    rules: Mapping[str, Any] | Iterable[tuple[str, Any]], default: Any = None
+) -> Callable[[PyTree], PyTree]:
     """A label function: each leaf gets the label of the first pattern its path matches.
 
     ``rules`` maps patterns to labels, in order; a leaf that matches no pattern
@@ -112,9 +115,7 @@ def resolve_mask(mask: PyTree | Callable[[Params], PyTree], params: PyTree) -> P
     _tree.check_same_structure(params, mask_tree, "the parameters", "the mask")
     for path, leaf in _tree.leaves_with_path(mask_tree):
         if not isinstance(leaf, bool):
-            raise TypeError(
-                f"mask leaves must be Python bools; at '{_tree.path_str(path)}' got {type(leaf).__name__}"
-            )
+            raise TypeError(f"mask leaves must be Python bools; at '{_tree.path_str(path)}' got {type(leaf).__name__}")
     return mask_tree
 
 
@@ -168,7 +169,8 @@ def _label_tree(param_labels: PyTree | Callable[[Params], PyTree], params: PyTre
 
 
 def partition(
-    transforms: dict[Any, GradientTransformation], param_labels: PyTree | Callable[[Params], PyTree],
+    transforms: dict[Any, GradientTransformation],
+    param_labels: PyTree | Callable[[Params], PyTree],
 ) -> GradientTransformation:
     """Apply a different transform to each group of parameters.
 
@@ -189,24 +191,24 @@ def partition(
 
     def init(params):
         labels = _label_tree(param_labels, params, transforms)
-        return PartitionState({
-            name: transforms[name].init(_select(jax.tree.map(lambda l: l == name, labels), params))  # noqa: E741
-            for name in names
-        })
+        return PartitionState(
+            {
+                name: transforms[name].init(_select(jax.tree.map(lambda l: l == name, labels), params))  # noqa: B023 (used at once)
+                for name in names
+            }
+        )
 
     def update(updates, state, params=None, **extra_args):
         labels = _label_tree(param_labels, updates if params is None else params, transforms)
         _tree.check_same_structure(labels, updates, "the labels", "the updates")
         outputs, new_states = {}, {}
         for name in names:
-            selected = jax.tree.map(lambda l: l == name, labels)  # noqa: E741
+            selected = jax.tree.map(lambda l: l == name, labels)  # noqa: B023 (used at once)
             inner_params = None if params is None else _select(selected, params)
             outputs[name], new_states[name] = transforms[name].update(
                 _select(selected, updates), state.inner_states[name], inner_params, **extra_args
             )
-        merged = jax.tree.map(
-            lambda label, *outs: outs[names.index(label)], labels, *(outputs[n] for n in names)
-        )
+        merged = jax.tree.map(lambda label, *outs: outs[names.index(label)], labels, *(outputs[n] for n in names))
         return merged, PartitionState(new_states)
 
     return GradientTransformation(init, update)
@@ -230,7 +232,9 @@ def freeze(mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
 
 
 def selective_transform(
-    optimizer: GradientTransformation, *, freeze_mask: PyTree | Callable[[Params], PyTree],
+    optimizer: GradientTransformation,
+    *,
+    freeze_mask: PyTree | Callable[[Params], PyTree],
 ) -> GradientTransformation:
     """Run ``optimizer`` on the leaves where ``freeze_mask`` is False; the others get zero updates.
 

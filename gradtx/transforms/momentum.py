@@ -79,7 +79,7 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -
 class EmaState(NamedTuple):
     """``ema``: the step count and the moving average."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     ema: Updates
     hyperparams: dict[str, Any]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 
@@ -19,12 +20,13 @@ from gradtx.transforms.masking import masked
 class AddDecayedWeightsState(NamedTuple):
     """``add_decayed_weights``: the step count (for a schedule) and the decay rate."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     hyperparams: dict[str, Any]
 
 
 def add_decayed_weights(
-    weight_decay: ScalarOrSchedule = 0.0, mask: Any | Callable[[Params], Any] | None = None,
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[[Params], Any] | None = None,
 ) -> GradientTransformation:
     r"""Add :math:`\lambda\,\theta` to the updates: weight decay, decoupled from the gradient.
 
@@ -105,7 +107,7 @@ def centralize() -> GradientTransformation:
 class AddNoiseState(NamedTuple):
     """``add_noise``: the step count :math:`t`, the PRNG key and :math:`\\eta, \\gamma`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     rng_key: jax.Array
     hyperparams: dict[str, Any]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ def scale(step_size: float) -> GradientTransformation:
 class ScaleByScheduleState(NamedTuple):
     """A transform whose factor may follow a schedule: the step count and the factor."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     hyperparams: dict[str, Any]
 
 
@@ -61,7 +62,7 @@ def scale_by_hyperparameter(name: str, value: ScalarOrSchedule, sign: float = 1.
         >>> tx.update(jnp.ones(1), state)[0].tolist(), gradtx.hyperparams(state)
         ([-0.5], {'scaling': 0.5})
     """
-    hp = Hyperparams(**{name: value})
+    hp = Hyperparams(**{name: value})  # type: ignore[arg-type]
 
     def init(params):
         return ScaleByScheduleState(zero_count(), hp.init())
@@ -114,14 +115,19 @@ class ReduceOnPlateauState(NamedTuple):
     best_value: jax.Array
     plateau_count: jax.Array
     cooldown_count: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     accumulated_value: jax.Array
     hyperparams: dict[str, Any]
 
 
 def reduce_on_plateau(
-    factor: float = 0.1, patience: int = 10, rtol: float = 1e-4, atol: float = 0.0,
-    cooldown: int = 0, accumulation_size: int = 1, min_scale: float = 0.0,
+    factor: float = 0.1,
+    patience: int = 10,
+    rtol: float = 1e-4,
+    atol: float = 0.0,
+    cooldown: int = 0,
+    accumulation_size: int = 1,
+    min_scale: float = 0.0,
 ) -> GradientTransformation:
     r"""Multiply the updates by a ``scale`` that shrinks by ``factor`` when the loss stops improving.
 
@@ -147,15 +153,22 @@ def reduce_on_plateau(
         check_range(name, value, 0)
     check_range("accumulation_size", accumulation_size, 1)
     hp = Hyperparams(
-        factor=factor, rtol=check_range("rtol", rtol, 0.0, 1.0), atol=check_nonnegative("atol", atol),
-        min_scale=check_nonnegative("min_scale", min_scale), allow_schedules=False,
+        factor=factor,
+        rtol=check_range("rtol", rtol, 0.0, 1.0),
+        atol=check_nonnegative("atol", atol),
+        min_scale=check_nonnegative("min_scale", min_scale),
+        allow_schedules=False,
     )
 
     def init(params):
         dtype = float_dtype()
         return ReduceOnPlateauState(
-            scale=jnp.ones((), dtype), best_value=jnp.asarray(jnp.inf, dtype), plateau_count=zero_count(),
-            cooldown_count=zero_count(), count=zero_count(), accumulated_value=jnp.zeros((), dtype),
+            scale=jnp.ones((), dtype),
+            best_value=jnp.asarray(jnp.inf, dtype),
+            plateau_count=zero_count(),
+            cooldown_count=zero_count(),
+            count=zero_count(),
+            accumulated_value=jnp.zeros((), dtype),
             hyperparams=hp.init(),
         )
 
@@ -178,8 +191,11 @@ def reduce_on_plateau(
             best_value=jnp.where(improved, mean, state.best_value),
             plateau_count=jnp.where(reduce, 0, plateau).astype(state.plateau_count.dtype),
             cooldown_count=jnp.where(reduce, cooldown, jnp.maximum(state.cooldown_count - 1, 0)).astype(
-                state.cooldown_count.dtype),
-            count=count, accumulated_value=jnp.zeros_like(total), hyperparams=state.hyperparams,
+                state.cooldown_count.dtype
+            ),
+            count=count,
+            accumulated_value=jnp.zeros_like(total),
+            hyperparams=state.hyperparams,
         )
         waiting = state._replace(count=count, accumulated_value=total)
         new_state = jax.tree.map(lambda a, b: jnp.where(window_done, a, b), evaluated, waiting)

@@ -7,7 +7,8 @@ the inner hyperparameters by name works through the wrapper.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,10 @@ def skip_not_finite(updates: Updates, gradient_step: jax.Array, params: Params |
 
 
 def skip_large_updates(
-    updates: Updates, gradient_step: jax.Array, params: Params | None, max_squared_norm: float,
+    updates: Updates,
+    gradient_step: jax.Array,
+    params: Params | None,
+    max_squared_norm: float,
 ) -> tuple[jax.Array, dict]:
     """A ``should_skip_update_fn``: skip a step whose squared l2 norm exceeds ``max_squared_norm``.
 
@@ -92,8 +96,12 @@ class MultiSteps:
     """
 
     def __init__(
-        self, opt: GradientTransformation, every_k_schedule: int | Callable[[jax.Array], jax.Array],
-        use_grad_mean: bool = True, should_skip_update_fn: Callable | None = None, accumulator_dtype: Any = None,
+        self,
+        opt: GradientTransformation,
+        every_k_schedule: int | Callable[[jax.Array], jax.Array],
+        use_grad_mean: bool = True,
+        should_skip_update_fn: Callable | None = None,
+        accumulator_dtype: Any = None,
     ):
         if isinstance(every_k_schedule, int):
             check_range("every_k_schedule", every_k_schedule, 1)
@@ -112,8 +120,11 @@ class MultiSteps:
         if self.should_skip_update_fn is not None:
             _, skip_state = self.should_skip_update_fn(_tree.zeros_like(params), zero_count(), params)
         return MultiStepsState(
-            mini_step=zero_count(), gradient_step=zero_count(), inner_opt_state=self.opt.init(params),
-            acc_grads=moments_like(params, self.accumulator_dtype), skip_state=skip_state,  # complex stays complex
+            mini_step=zero_count(),
+            gradient_step=zero_count(),
+            inner_opt_state=self.opt.init(params),
+            acc_grads=moments_like(params, self.accumulator_dtype),
+            skip_state=skip_state,  # complex stays complex
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -123,9 +134,7 @@ class MultiSteps:
         acc = jax.tree.map(lambda a, g: (a + g).astype(a.dtype), state.acc_grads, updates)
 
         def step(_):
-            grads = jax.tree.map(
-                lambda a, g: (a / k if self.use_grad_mean else a).astype(g.dtype), acc, updates
-            )
+            grads = jax.tree.map(lambda a, g: (a / k if self.use_grad_mean else a).astype(g.dtype), acc, updates)
             new_updates, inner = self.opt.update(grads, state.inner_opt_state, params, **extra_args)
             return new_updates, MultiStepsState(
                 zero_count(), safe_increment(state.gradient_step), inner, _tree.zeros_like(acc), state.skip_state
@@ -160,7 +169,7 @@ class MultiSteps:
 class ApplyEveryState(NamedTuple):
     """``apply_every``: the call count and the summed updates."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     grad_acc: Updates
 
 
@@ -256,7 +265,7 @@ class LookaheadParams(NamedTuple):
     slow: Params
 
     @classmethod
-    def init_synced(cls, params: Params) -> "LookaheadParams":
+    def init_synced(cls, params: Params) -> LookaheadParams:
         """Both copies equal to ``params``."""
         return cls(fast=params, slow=params)
 
@@ -270,7 +279,10 @@ class LookaheadState(NamedTuple):
 
 
 def lookahead(
-    fast_optimizer: GradientTransformation, sync_period: int, slow_step_size: float, reset_state: bool = False,
+    fast_optimizer: GradientTransformation,
+    sync_period: int,
+    slow_step_size: float,
+    reset_state: bool = False,
 ) -> GradientTransformation:
     r"""Lookahead (Zhang et al., 2019): slow weights follow the fast ones every ``k`` steps.
 
@@ -292,9 +304,7 @@ def lookahead(
         ([-1.0], [-1.0])
     """
     check_range("sync_period", sync_period, 1)
-    hp = Hyperparams(
-        slow_step_size=check_range("slow_step_size", slow_step_size, 0.0, 1.0), allow_schedules=False
-    )
+    hp = Hyperparams(slow_step_size=check_range("slow_step_size", slow_step_size, 0.0, 1.0), allow_schedules=False)
 
     def init(params):
         if not isinstance(params, LookaheadParams):
@@ -357,7 +367,7 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
 class InjectHyperparamsState(NamedTuple):
     """``inject_hyperparams``: the step count and the inner optimizer's state."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     inner_state: Any
 
 
@@ -378,7 +388,9 @@ def _schedule_entries(state: Any, values: dict[str, jax.Array], dtype: Any) -> t
 
 
 def inject_hyperparams(
-    inner_factory: Callable[..., Any], static_args: str | tuple[str, ...] = (), hyperparam_dtype: Any = None,
+    inner_factory: Callable[..., Any],
+    static_args: str | tuple[str, ...] = (),
+    hyperparam_dtype: Any = None,
 ) -> Callable[..., Any]:
     """Let any numeric argument of an optimizer factory be a schedule.
 
