@@ -41,18 +41,12 @@ from gradtx.optimizers.adam import (  # Adam
     scale_by_amsgrad,
 )
 from gradtx.optimizers.adam_variants import (  # Adam's relatives
-    ScaleByAdaDeltaState,
     ScaleByAdanState,
-    ScaleByNovogradState,
     adabelief,
-    adadelta,
     adan,
-    novograd,
     radam,
-    scale_by_adadelta,
     scale_by_adan,
     scale_by_belief,
-    scale_by_novograd,
     scale_by_radam,
     scale_by_yogi,
     yogi,
@@ -71,9 +65,12 @@ from gradtx.optimizers.factored import (  # Factored second moments
     sm3,
 )
 from gradtx.optimizers.layerwise import (  # Layer-wise
+    ScaleByNovogradState,
     fromage,
     lamb,
     lars,
+    novograd,
+    scale_by_novograd,
 )
 from gradtx.optimizers.lbfgs import (  # L-BFGS
     ScaleByLBFGSState,
@@ -87,11 +84,14 @@ from gradtx.optimizers.optimistic import (  # Optimistic methods
     scale_by_optimistic_gradient,
 )
 from gradtx.optimizers.rmsprop import (  # RMSProp and AdaGrad
+    ScaleByAdaDeltaState,
     ScaleByRmsState,
     ScaleByRssState,
     ScaleByStddevState,
+    adadelta,
     adagrad,
     rmsprop,
+    scale_by_adadelta,
     scale_by_rms,
     scale_by_rss,
     scale_by_stddev,
@@ -366,6 +366,9 @@ __all__ = [
     "ScaleByAdamState",
     "ScaleByAmsgradState",
     # RMSProp and AdaGrad
+    "ScaleByAdaDeltaState",
+    "adadelta",
+    "scale_by_adadelta",
     "adagrad",
     "rmsprop",
     "scale_by_rms",
@@ -376,19 +379,13 @@ __all__ = [
     "ScaleByStddevState",
     # Adam's relatives
     "adabelief",
-    "adadelta",
     "adan",
-    "novograd",
     "radam",
-    "scale_by_adadelta",
     "scale_by_adan",
     "scale_by_belief",
-    "scale_by_novograd",
     "scale_by_radam",
     "scale_by_yogi",
-    "ScaleByAdaDeltaState",
     "ScaleByAdanState",
-    "ScaleByNovogradState",
     "yogi",
     # Factored second moments
     "adafactor",
@@ -408,6 +405,9 @@ __all__ = [
     "sign_sgd",
     "signum",
     # Layer-wise
+    "ScaleByNovogradState",
+    "novograd",
+    "scale_by_novograd",
     "fromage",
     "lamb",
     "lars",

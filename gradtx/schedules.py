@@ -31,9 +31,8 @@ from gradtx.core.validation import (
     check_one_of,
     check_positive,
     check_that,
+    python_number,
 )
-
-# gradtx.core.base defines the same alias; a local one keeps this module free of the core.
 
 __all__ = [
     "Schedule",
@@ -158,8 +157,8 @@ def polynomial_schedule(init_value, end_value, power, transition_steps, transiti
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20)]
         [1.0, 0.25, 0.0, 0.0]
     """
-    check_positive("transition_steps", transition_steps)
-    check_nonnegative("transition_begin", transition_begin)
+    check_positive("transition_steps", python_number(transition_steps))
+    check_nonnegative("transition_begin", python_number(transition_begin))
     knots = [(transition_begin, init_value), (transition_begin + transition_steps, end_value)]
     return lambda step: _interpolate(_float(step), knots, [lambda s: (1.0 - s) ** power])
 
@@ -194,9 +193,9 @@ def exponential_decay(
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20, 30)]
         [1.0, 0.7071, 0.5, 0.25, 0.2]
     """
-    check_positive("transition_steps", transition_steps)
-    check_positive("decay_rate", decay_rate)
-    check_nonnegative("transition_begin", transition_begin)
+    check_positive("transition_steps", python_number(transition_steps))
+    check_positive("decay_rate", python_number(decay_rate))
+    check_nonnegative("transition_begin", python_number(transition_begin))
 
     def schedule(step):
         t = _float(step) - transition_begin
@@ -221,7 +220,7 @@ def cosine_decay_schedule(init_value, decay_steps, alpha=0.0, exponent=1.0) -> S
         >>> [round(float(sched(t)), 4) for t in (0, 5, 10, 20)]
         [1.0, 0.55, 0.1, 0.1]
     """
-    check_positive("decay_steps", decay_steps)
+    check_positive("decay_steps", python_number(decay_steps))
     knots = [(0, init_value), (decay_steps, alpha * init_value)]
     return lambda step: _interpolate(_float(step), knots, [lambda s: _cosine(s) ** exponent])
 
@@ -234,7 +233,7 @@ def warmup_constant_schedule(init_value, peak_value, warmup_steps) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 1, 4, 100)]
         [0.0, 0.25, 1.0, 1.0]
     """
-    check_nonnegative("warmup_steps", warmup_steps)
+    check_nonnegative("warmup_steps", python_number(warmup_steps))
     knots = [(0, init_value), (warmup_steps, peak_value)]
     return lambda step: _interpolate(_float(step), knots, [_linear])
 
@@ -255,10 +254,13 @@ def warmup_cosine_decay_schedule(
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 7, 12, 50)]
         [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
     """
-    check_nonnegative("warmup_steps", warmup_steps)
+    check_nonnegative("warmup_steps", python_number(warmup_steps))
     if isinstance(warmup_steps, numbers.Real):
         check_that(
-            "decay_steps", decay_steps, lambda d: d > warmup_steps, f"greater than warmup_steps={warmup_steps!r}"
+            "decay_steps",
+            python_number(decay_steps),
+            lambda d: d > warmup_steps,
+            f"greater than warmup_steps={warmup_steps!r}",
         )
     knots = [(0, init_value), (warmup_steps, peak_value), (decay_steps, end_value)]
     return lambda step: _interpolate(_float(step), knots, [_linear, lambda s: _cosine(s) ** exponent])
@@ -325,10 +327,10 @@ def piecewise_interpolate_schedule(interpolate_type, init_value, boundaries_and_
 
 
 def _onecycle_checks(transition_steps, pct_start, div_factor, final_div_factor) -> None:
-    check_positive("transition_steps", transition_steps)
-    check_that("pct_start", pct_start, lambda p: 0 < p < 1, "in (0, 1)")
-    check_positive("div_factor", div_factor)
-    check_positive("final_div_factor", final_div_factor)
+    check_positive("transition_steps", python_number(transition_steps))
+    check_that("pct_start", python_number(pct_start), lambda p: 0 < p < 1, "in (0, 1)")
+    check_positive("div_factor", python_number(div_factor))
+    check_positive("final_div_factor", python_number(final_div_factor))
 
 
 def linear_onecycle_schedule(
@@ -346,7 +348,7 @@ def linear_onecycle_schedule(
         [0.1, 0.55, 1.0, 0.55, 0.1, 0.0]
     """
     _onecycle_checks(transition_steps, pct_start, div_factor, final_div_factor)
-    check_that("pct_final", pct_final, lambda p: pct_start < p <= 1, f"in (pct_start={pct_start!r}, 1]")
+    check_that("pct_final", python_number(pct_final), lambda p: pct_start < p <= 1, f"in (pct_start={pct_start!r}, 1]")
     v0 = peak_value / div_factor
     knots = [
         (0, v0),
@@ -436,8 +438,8 @@ def step_decay_schedule(init_value, step_size, gamma=0.1) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 9, 10, 25)]
         [1.0, 1.0, 0.5, 0.25]
     """
-    check_positive("step_size", step_size)
-    check_nonnegative("gamma", gamma)
+    check_positive("step_size", python_number(step_size))
+    check_nonnegative("gamma", python_number(gamma))
     return lambda step: init_value * jnp.power(gamma, jnp.floor(_float(step) / step_size))
 
 
@@ -454,7 +456,7 @@ def multistep_decay_schedule(init_value, milestones, gamma=0.1) -> Schedule:
     """
     milestones = list(milestones)
     _sorted_steps("milestones", milestones)
-    check_nonnegative("gamma", gamma)
+    check_nonnegative("gamma", python_number(gamma))
     values = _cumulative(init_value, [gamma] * len(milestones))
     return lambda step: _staircase(_float(step), milestones, values)
 
@@ -477,10 +479,10 @@ def cyclic_schedule(base_value, max_value, step_size_up, step_size_down=None, mo
         [0.0, 0.5, 1.0, 0.5, 0.0, 0.5, 0.0, 0.25]
     """
     step_size_down = step_size_up if step_size_down is None else step_size_down
-    check_positive("step_size_up", step_size_up)
-    check_positive("step_size_down", step_size_down)
+    check_positive("step_size_up", python_number(step_size_up))
+    check_positive("step_size_down", python_number(step_size_down))
     check_one_of("mode", mode, ("triangular", "triangular2", "exp_range"))
-    check_nonnegative("gamma", gamma)
+    check_nonnegative("gamma", python_number(gamma))
     cycle = step_size_up + step_size_down
     triangle = [(0, 0.0), (step_size_up, 1.0), (cycle, 0.0)]
 
@@ -513,8 +515,8 @@ def cosine_annealing_warm_restarts_schedule(init_value, period, period_mult=1, m
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 3, 4, 5, 6)]
         [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
     """
-    check_positive("period", period)
-    check_that("period_mult", period_mult, lambda m: m >= 1 and float(m).is_integer(), "an integer >= 1")
+    check_positive("period", python_number(period))
+    check_that("period_mult", python_number(period_mult), lambda m: m >= 1 and float(m).is_integer(), "an integer >= 1")
 
     def start(k):
         return period * k if period_mult == 1 else period * (period_mult**k - 1) / (period_mult - 1)
@@ -547,7 +549,7 @@ def inverse_sqrt_schedule(peak_value, warmup_steps) -> Schedule:
         >>> [round(float(sched(t)), 4) for t in (0, 2, 4, 16, 64)]
         [0.0, 0.5, 1.0, 0.5, 0.25]
     """
-    check_positive("warmup_steps", warmup_steps)
+    check_positive("warmup_steps", python_number(warmup_steps))
 
     def schedule(step):
         t = jnp.maximum(_float(step), 0.0)
@@ -573,9 +575,9 @@ def warmup_stable_decay_schedule(
         >>> [round(float(sched(t)), 4) for t in (0, 1, 2, 6, 8, 10, 20)]
         [0.0, 0.5, 1.0, 1.0, 0.5, 0.0, 0.0]
     """
-    check_nonnegative("warmup_steps", warmup_steps)
-    check_nonnegative("stable_steps", stable_steps)
-    check_positive("decay_steps", decay_steps)
+    check_nonnegative("warmup_steps", python_number(warmup_steps))
+    check_nonnegative("stable_steps", python_number(stable_steps))
+    check_positive("decay_steps", python_number(decay_steps))
     check_one_of("decay_type", decay_type, ("linear", "cosine", "sqrt"))
     decay_start = warmup_steps + stable_steps
     knots = [

@@ -184,7 +184,9 @@ def test_linear_onecycle_schedule():
             return lerp(peak, v0, (t - 25) / 45)
         return lerp(v0, v_end, min(t - 70, 30) / 30)
 
-    sched = S.linear_onecycle_schedule(T, peak, pct_start=0.25, pct_final=0.7, div_factor=div, final_div_factor=final_div)
+    sched = S.linear_onecycle_schedule(
+        T, peak, pct_start=0.25, pct_final=0.7, div_factor=div, final_div_factor=final_div
+    )
     check(sched, ref, steps_around(12, 25, 50, 70, 85, T))
 
 
@@ -204,7 +206,9 @@ def test_join_schedules_shifts_each_later_schedule_to_its_boundary():
     ref = lambda t: -1.0 if t < 10 else (t - 10 if t < 25 else t - 25)
     check(sched, ref, steps_around(10, 25))
 
-    sched = S.join_schedules([S.constant_schedule(1.0), S.linear_schedule(1.0, 0.0, 4), S.constant_schedule(7.0)], [3, 3])
+    sched = S.join_schedules(
+        [S.constant_schedule(1.0), S.linear_schedule(1.0, 0.0, 4), S.constant_schedule(7.0)], [3, 3]
+    )
     check(sched, lambda t: 1.0 if t < 3 else 7.0, steps_around(3))  # a zero-length middle piece is skipped
 
 
@@ -309,8 +313,11 @@ def test_inverse_sqrt_schedule_is_attention_is_all_you_need(d_model, warmup):
 @pytest.mark.parametrize("W,stable", [(5, 10), (0, 0)])
 def test_warmup_stable_decay_schedule(decay_type, W, stable):
     init, peak, end, D = 0.1, 1.0, 0.01, 8
-    remaining = {"linear": lambda s: 1 - s, "cosine": lambda s: (1 + math.cos(math.pi * s)) / 2,
-                 "sqrt": lambda s: 1 - math.sqrt(s)}[decay_type]
+    remaining = {
+        "linear": lambda s: 1 - s,
+        "cosine": lambda s: (1 + math.cos(math.pi * s)) / 2,
+        "sqrt": lambda s: 1 - math.sqrt(s),
+    }[decay_type]
 
     def ref(t):
         if t < W:
@@ -345,49 +352,79 @@ def test_an_array_of_steps_is_evaluated_elementwise():
 def test_a_python_int_beyond_int32_is_fine():
     assert float(S.linear_schedule(1.0, 0.25, 10)(10**12)) == 0.25
     assert float(S.cosine_decay_schedule(1.0, 100, alpha=0.5)(2**40)) == 0.5
-    assert float(S.sgdr_schedule([dict(init_value=1.0, peak_value=1.0, warmup_steps=0, decay_steps=9)] * 2)(2**40)) == 0.0
+    assert (
+        float(S.sgdr_schedule([dict(init_value=1.0, peak_value=1.0, warmup_steps=0, decay_steps=9)] * 2)(2**40)) == 0.0
+    )
 
 
 INVALID = [
     (S.polynomial_schedule, dict(init_value=1.0, end_value=0.0, power=2, transition_steps=0), "transition_steps"),
-    (S.polynomial_schedule, dict(init_value=1.0, end_value=0.0, power=2, transition_steps=10, transition_begin=-1),
-     "transition_begin"),
+    (
+        S.polynomial_schedule,
+        dict(init_value=1.0, end_value=0.0, power=2, transition_steps=10, transition_begin=-1),
+        "transition_begin",
+    ),
     (S.linear_schedule, dict(init_value=1.0, end_value=0.0, transition_steps=-5), "transition_steps"),
     (S.exponential_decay, dict(init_value=1.0, transition_steps=0, decay_rate=0.5), "transition_steps"),
     (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=-0.5), "decay_rate"),
     (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=0.0), "decay_rate"),
-    (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=0.5, transition_begin=-2),
-     "transition_begin"),
+    (
+        S.exponential_decay,
+        dict(init_value=1.0, transition_steps=10, decay_rate=0.5, transition_begin=-2),
+        "transition_begin",
+    ),
     (S.cosine_decay_schedule, dict(init_value=1.0, decay_steps=0), "decay_steps"),
     (S.warmup_constant_schedule, dict(init_value=0.0, peak_value=1.0, warmup_steps=-1), "warmup_steps"),
-    (S.warmup_cosine_decay_schedule, dict(init_value=0.0, peak_value=1.0, warmup_steps=-1, decay_steps=10),
-     "warmup_steps"),
-    (S.warmup_cosine_decay_schedule, dict(init_value=0.0, peak_value=1.0, warmup_steps=10, decay_steps=10),
-     "decay_steps"),
-    (S.warmup_cosine_decay_schedule, dict(init_value=0.0, peak_value=1.0, warmup_steps=0, decay_steps=0),
-     "decay_steps"),
-    (S.warmup_exponential_decay_schedule,
-     dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=0, decay_rate=0.5), "transition_steps"),
-    (S.warmup_exponential_decay_schedule,
-     dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=10, decay_rate=-1.0), "decay_rate"),
-    (S.warmup_exponential_decay_schedule,
-     dict(init_value=0.0, peak_value=1.0, warmup_steps=-5, transition_steps=10, decay_rate=0.5), "warmup_steps"),
+    (
+        S.warmup_cosine_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=-1, decay_steps=10),
+        "warmup_steps",
+    ),
+    (
+        S.warmup_cosine_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=10, decay_steps=10),
+        "decay_steps",
+    ),
+    (
+        S.warmup_cosine_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=0, decay_steps=0),
+        "decay_steps",
+    ),
+    (
+        S.warmup_exponential_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=0, decay_rate=0.5),
+        "transition_steps",
+    ),
+    (
+        S.warmup_exponential_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=5, transition_steps=10, decay_rate=-1.0),
+        "decay_rate",
+    ),
+    (
+        S.warmup_exponential_decay_schedule,
+        dict(init_value=0.0, peak_value=1.0, warmup_steps=-5, transition_steps=10, decay_rate=0.5),
+        "warmup_steps",
+    ),
     (S.piecewise_constant_schedule, dict(init_value=1.0, boundaries_and_scales={-1: 0.5}), "boundaries_and_scales"),
     (S.piecewise_constant_schedule, dict(init_value=1.0, boundaries_and_scales={5: -0.1}), "boundaries_and_scales"),
     (S.piecewise_interpolate_schedule, dict(interpolate_type="quadratic", init_value=1.0), "interpolate_type"),
-    (S.piecewise_interpolate_schedule,
-     dict(interpolate_type="linear", init_value=1.0, boundaries_and_scales={-3: 0.5}), "boundaries_and_scales"),
-    (S.piecewise_interpolate_schedule,
-     dict(interpolate_type="cosine", init_value=1.0, boundaries_and_scales={3: -0.5}), "boundaries_and_scales"),
+    (
+        S.piecewise_interpolate_schedule,
+        dict(interpolate_type="linear", init_value=1.0, boundaries_and_scales={-3: 0.5}),
+        "boundaries_and_scales",
+    ),
+    (
+        S.piecewise_interpolate_schedule,
+        dict(interpolate_type="cosine", init_value=1.0, boundaries_and_scales={3: -0.5}),
+        "boundaries_and_scales",
+    ),
     (S.linear_onecycle_schedule, dict(transition_steps=0, peak_value=1.0), "transition_steps"),
     (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_start=0.0), "pct_start"),
     (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_start=1.0), "pct_start"),
-    (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_start=0.5, pct_final=0.4),
-     "pct_final"),
+    (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_start=0.5, pct_final=0.4), "pct_final"),
     (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_final=1.2), "pct_final"),
     (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, div_factor=0.0), "div_factor"),
-    (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, final_div_factor=-1.0),
-     "final_div_factor"),
+    (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, final_div_factor=-1.0), "final_div_factor"),
     (S.cosine_onecycle_schedule, dict(transition_steps=-5, peak_value=1.0), "transition_steps"),
     (S.cosine_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, pct_start=1.5), "pct_start"),
     (S.cosine_onecycle_schedule, dict(transition_steps=100, peak_value=1.0, div_factor=-2.0), "div_factor"),
@@ -396,8 +433,11 @@ INVALID = [
     (S.join_schedules, dict(schedules=[S.constant_schedule(1.0)] * 2, boundaries=[1, 2]), "boundaries"),
     (S.join_schedules, dict(schedules=[], boundaries=[]), "schedules"),
     (S.sgdr_schedule, dict(cosine_kwargs=[]), "cosine_kwargs"),
-    (S.sgdr_schedule, dict(cosine_kwargs=[dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=3)]),
-     "decay_steps"),
+    (
+        S.sgdr_schedule,
+        dict(cosine_kwargs=[dict(init_value=0.0, peak_value=1.0, warmup_steps=5, decay_steps=3)]),
+        "decay_steps",
+    ),
     (S.step_decay_schedule, dict(init_value=1.0, step_size=0), "step_size"),
     (S.step_decay_schedule, dict(init_value=1.0, step_size=10, gamma=-0.1), "gamma"),
     (S.multistep_decay_schedule, dict(init_value=1.0, milestones=[30, 10]), "milestones"),
@@ -411,14 +451,26 @@ INVALID = [
     (S.cosine_annealing_warm_restarts_schedule, dict(init_value=1.0, period=10, period_mult=0), "period_mult"),
     (S.cosine_annealing_warm_restarts_schedule, dict(init_value=1.0, period=10, period_mult=1.5), "period_mult"),
     (S.inverse_sqrt_schedule, dict(peak_value=1.0, warmup_steps=0), "warmup_steps"),
-    (S.warmup_stable_decay_schedule, dict(peak_value=1.0, warmup_steps=-1, stable_steps=5, decay_steps=5),
-     "warmup_steps"),
-    (S.warmup_stable_decay_schedule, dict(peak_value=1.0, warmup_steps=5, stable_steps=-1, decay_steps=5),
-     "stable_steps"),
-    (S.warmup_stable_decay_schedule, dict(peak_value=1.0, warmup_steps=5, stable_steps=5, decay_steps=0),
-     "decay_steps"),
-    (S.warmup_stable_decay_schedule,
-     dict(peak_value=1.0, warmup_steps=5, stable_steps=5, decay_steps=5, decay_type="exp"), "decay_type"),
+    (
+        S.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=-1, stable_steps=5, decay_steps=5),
+        "warmup_steps",
+    ),
+    (
+        S.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=5, stable_steps=-1, decay_steps=5),
+        "stable_steps",
+    ),
+    (
+        S.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=5, stable_steps=5, decay_steps=0),
+        "decay_steps",
+    ),
+    (
+        S.warmup_stable_decay_schedule,
+        dict(peak_value=1.0, warmup_steps=5, stable_steps=5, decay_steps=5, decay_type="exp"),
+        "decay_type",
+    ),
 ]
 
 

@@ -39,6 +39,18 @@ def concrete_value(value: Any) -> Any:
         return None
 
 
+def python_number(value: Any) -> Any:
+    """``value`` when it is a Python number, else None: for the checks that leave every array to
+    the caller, as the schedules do (their arguments are often arrays traced inside a step).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.validation import check_positive, python_number
+        >>> check_positive("transition_steps", python_number(jnp.asarray(0)))  # an array: not checked
+    """
+    return value if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+
+
 def check_range(
     name: str,
     value: Any,

@@ -1,5 +1,5 @@
-r"""Adam (Kingma & Ba, 2015) and the optimizers that share its direction: AdamW, NAdam(W),
-AMSGrad, AdaMax(W).
+r"""Adam (Kingma & Ba, 2015, :arxiv:`1412.6980`) and the optimizers that share its direction:
+AdamW, NAdam(W), AMSGrad, AdaMax(W).
 
 Adam keeps exponential moving averages ("moments") of the gradient ``g`` and of :math:`|g|^2`
 and divides the one, bias-corrected, by the root of the other. Arithmetic happens in at least
@@ -26,21 +26,8 @@ import jax.numpy as jnp
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams
-from gradtx.core.kit import (
-    cast_scalars,
-    check_updates,
-    magnitudes_like,
-    moments_like,
-    unzip,
-    update_moment,
-)
-from gradtx.core.numerics import (
-    bias_correction,
-    compute_dtype,
-    real_dtype,
-    safe_increment,
-    zero_count,
-)
+from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
+from gradtx.core.numerics import bias_correction, compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative
 from gradtx.transforms.combine import chain
 from gradtx.transforms.regularizers import add_decayed_weights
@@ -57,7 +44,17 @@ class ScaleByAdamState(NamedTuple):
 
 
 def adam_hyperparams(b1: Any, b2: Any, eps: Any, eps_root: Any) -> Hyperparams:
-    """Adam's four hyperparameters, checked (decay rates in [0, 1), eps and eps_root >= 0)."""
+    r"""Adam's four hyperparameters, checked, for a transform to keep in its state.
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root of the second moment: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+
+    Returns:
+        Their :class:`~gradtx.core.hyperparams.Hyperparams`, which refuses schedules.
+    """
     return Hyperparams(
         b1=check_decay("b1", b1),
         b2=check_decay("b2", b2),
@@ -68,9 +65,18 @@ def adam_hyperparams(b1: Any, b2: Any, eps: Any, eps_root: Any) -> Hyperparams:
 
 
 def bias_reciprocals(b1: jax.Array, b2: jax.Array, count: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``1 / (1 - b1^t)``, ``1 / (1 - b1^(t+1))`` and ``1 / (1 - b2^t)``: Adam's bias corrections
+    r"""``1 / (1 - b1^t)``, ``1 / (1 - b1^(t+1))`` and ``1 / (1 - b2^t)``: Adam's bias corrections
     as factors. Multiplying by them (as XLA does under ``jit`` anyway) keeps eager and jitted
-    updates equal to the bit."""
+    updates equal to the bit.
+
+    Args:
+        b1: :math:`\beta_1`, a 0-d array in the dtype of the computation.
+        b2: :math:`\beta_2`, a 0-d array in the same dtype.
+        count: the step :math:`t` (1 at the first update), a 0-d integer array.
+
+    Returns:
+        The three factors ``(c1, c1_next, c2)``, in ``b1``'s dtype.
+    """
     t, t_next = count.astype(b1.dtype), safe_increment(count).astype(b1.dtype)
     return 1 / (1 - b1**t), 1 / (1 - b1**t_next), 1 / (1 - b2**t)
 
@@ -78,8 +84,21 @@ def bias_reciprocals(b1: jax.Array, b2: jax.Array, count: jax.Array) -> tuple[ja
 def adam_first_moment(
     g: jax.Array, m: jax.Array, b1: jax.Array, c1: jax.Array, c1_next: jax.Array, nesterov: bool
 ) -> jax.Array:
-    """The bias-corrected first moment, given :func:`bias_reciprocals`; Nesterov's look-ahead
-    form when asked (Dozat, 2016)."""
+    r"""The bias-corrected first moment, given :func:`bias_reciprocals`; Nesterov's look-ahead
+    form when asked (Dozat, 2016).
+
+    Args:
+        g: the gradient :math:`g_t` of one leaf.
+        m: its updated first moment :math:`m_t`.
+        b1: :math:`\beta_1`, a 0-d array.
+        c1: :math:`1/(1-\beta_1^t)`, from :func:`bias_reciprocals`.
+        c1_next: :math:`1/(1-\beta_1^{t+1})`, from :func:`bias_reciprocals`.
+        nesterov: return the look-ahead :math:`\beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g_t/(1-\beta_1^t)`
+            instead of :math:`m_t/(1-\beta_1^t)`.
+
+    Returns:
+        :math:`\hat m_t`, computed in the dtypes of the arguments (the caller casts them).
+    """
     return b1 * m * c1_next + (1 - b1) * g * c1 if nesterov else m * c1
 
 
@@ -95,8 +114,17 @@ class AdamScalars(NamedTuple):
 
 
 def adam_scalars(h: dict[str, jax.Array], count: jax.Array) -> Callable[[Any], AdamScalars]:
-    """The :class:`AdamScalars` of hyperparameters ``h`` at step ``count``, as a function of the
-    dtype, computed once per dtype rather than once per leaf (the program stays small)."""
+    r"""The :class:`AdamScalars` of hyperparameters ``h`` at step ``count``, as a function of the
+    dtype, computed once per dtype rather than once per leaf (the program stays small).
+
+    Args:
+        h: the hyperparameter values read from the state (``Hyperparams.values``), with ``b1``,
+            ``b2``, ``eps`` and ``eps_root`` among them.
+        count: the step :math:`t` of the update being computed (1 at the first), a 0-d integer array.
+
+    Returns:
+        A function from a dtype to the :class:`AdamScalars` in its real dtype, cached per dtype.
+    """
 
     @functools.cache
     def at(dtype: Any) -> AdamScalars:
@@ -117,8 +145,18 @@ def adam_step(
     r"""Adam's direction for one leaf, given its updated moments: :math:`(\hat m_t,\;
     \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon))`, in the computation dtype.
 
-    ``v`` may be any second moment (AdaBelief's :math:`s_t`, Yogi's, a running maximum); with
-    ``eps_root_in_sqrt=False`` the root is :math:`\sqrt{\hat v_t}`.
+    Args:
+        g: the gradient :math:`g_t` of one leaf.
+        m: its updated first moment :math:`m_t`.
+        v: its updated second moment :math:`v_t`, or any other (AdaBelief's :math:`s_t`, Yogi's,
+            a running maximum).
+        scalars: the function of the dtype that :func:`adam_scalars` returns.
+        nesterov: use NAdam's look-ahead :math:`\hat m_t` (see :func:`adam_first_moment`).
+        eps_root_in_sqrt: add :math:`\epsilon_{root}` under the root; with ``False`` the root is
+            :math:`\sqrt{\hat v_t}`.
+
+    Returns:
+        The pair :math:`(\hat m_t, u_t)`, in the computation dtype (at least float32).
     """
     dtype = compute_dtype(g, m, v)
     s = scalars(dtype)
@@ -139,7 +177,7 @@ def scale_by_adam(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""Adam's direction (Kingma & Ba, 2015, Algorithm 1).
+    r"""Adam's direction (Kingma & Ba, 2015, :arxiv:`1412.6980`, Algorithm 1).
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
@@ -147,9 +185,16 @@ def scale_by_adam(
         \hat m_t = m_t / (1-\beta_1^t), \quad \hat v_t = v_t / (1-\beta_2^t), \quad
         u_t = \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon)
 
-    With ``nesterov=True`` (NAdam, Dozat 2016),
-    :math:`\hat m_t = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g_t/(1-\beta_1^t)`.
-    ``eps_root > 0`` keeps the square root differentiable at zero gradients.
+    Args:
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0; a
+            positive one keeps the square root differentiable at zero gradients.
+        mu_dtype: the dtype of :math:`m`; ``None`` keeps each parameter's (complex stays complex).
+        nu_dtype: the dtype of :math:`v`; ``None`` is each parameter's real dtype (float32 for float16).
+        nesterov: NAdam's look-ahead (Dozat, 2016):
+            :math:`\hat m_t = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g_t/(1-\beta_1^t)`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -200,7 +245,7 @@ def scale_by_amsgrad(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
 ) -> GradientTransformation:
-    r"""AMSGrad (Reddi, Kale & Kumar, 2018): Adam with a non-increasing step size.
+    r"""AMSGrad (Reddi, Kale & Kumar, 2018, :arxiv:`1904.09237`): Adam with a non-increasing step size.
 
     .. math::
         \hat v^{max}_t = \max(\hat v^{max}_{t-1}, \hat v_t), \qquad
@@ -209,6 +254,13 @@ def scale_by_amsgrad(
     with :math:`\hat m_t, \hat v_t` Adam's bias-corrected moments (the maximum is
     taken of the corrected :math:`\hat v_t`, as Optax does; torch.optim takes it
     before correcting).
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of :math:`m`; ``None`` keeps each parameter's (complex stays complex).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -246,7 +298,7 @@ def scale_by_amsgrad(
 
 
 def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
-    r"""AdaMax (Kingma & Ba, 2015, Algorithm 2): Adam with the infinity norm.
+    r"""AdaMax (Kingma & Ba, 2015, :arxiv:`1412.6980`, Algorithm 2): Adam with the infinity norm.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
@@ -254,6 +306,11 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         u_t = \frac{m_t / (1-\beta_1^t)}{u^{\infty}_t}
 
     The state is a :class:`ScaleByAdamState` whose ``nu`` holds :math:`u^\infty`.
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of :math:`u^\infty`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to :math:`|g_t|` inside the maximum: a number or 0-d array, >= 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -309,10 +366,19 @@ def adam(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""Adam (Kingma & Ba, 2015): :math:`\theta_t = \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)`.
+    r"""Adam (Kingma & Ba, 2015, :arxiv:`1412.6980`): :math:`\theta_t = \theta_{t-1} - \eta\, \hat m_t / (\sqrt{\hat v_t} + \epsilon)`.
 
-    See :func:`gradtx.scale_by_adam` for the moments. Defaults are the paper's:
-    ``learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8``.
+    See :func:`gradtx.scale_by_adam` for the moments. The defaults are the paper's.
+
+    Args:
+        learning_rate: the step size :math:`\eta` (the paper's :math:`\alpha`, 1e-3): a number,
+            0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment (0.9): a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment (0.999): a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root (1e-8): a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
+        nesterov: use NAdam's look-ahead first moment (see :func:`nadam`).
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -343,13 +409,23 @@ def adamw(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
+    r"""AdamW (Loshchilov & Hutter, 2019, :arxiv:`1711.05101`): Adam with decoupled weight decay.
 
     .. math::
         \theta_t = \theta_{t-1} - \eta \left( \hat m_t / (\sqrt{\hat v_t} + \epsilon) + \lambda \theta_{t-1} \right)
 
-    ``weight_decay`` defaults to Optax's 1e-4 (torch.optim uses 1e-2); ``mask``
-    selects the decayed leaves (e.g. not biases).
+    Args:
+        learning_rate: the step size :math:`\eta`: a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
+        weight_decay: the decay rate :math:`\lambda`, Optax's default 1e-4 (torch.optim uses 1e-2):
+            a number, 0-d array or schedule of the step, >= 0.
+        mask: the leaves to decay (e.g. not biases): a tree of booleans like the parameters, or a
+            function of the parameters returning one; ``None`` decays all.
+        nesterov: use NAdam's look-ahead first moment (see :func:`nadam`).
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -379,6 +455,14 @@ def nadam(
     :math:`\hat m_t = \beta_1 m_t/(1-\beta_1^{t+1}) + (1-\beta_1) g_t/(1-\beta_1^t)`;
     otherwise as :func:`adam`.
 
+    Args:
+        learning_rate: the step size :math:`\eta`: a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.nadam(1e-3)
@@ -401,6 +485,18 @@ def nadamw(
 ) -> GradientTransformation:
     r"""NAdam with AdamW's decoupled weight decay: :func:`adamw` with ``nesterov=True``.
 
+    Args:
+        learning_rate: the step size :math:`\eta`: a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
+        weight_decay: the decay rate :math:`\lambda` (1e-4, as :func:`adamw`): a number, 0-d array or
+            schedule of the step, >= 0.
+        mask: the leaves to decay: a tree of booleans like the parameters, or a function of the
+            parameters returning one; ``None`` decays all.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> params = jnp.ones(1)
@@ -419,9 +515,17 @@ def amsgrad(
     eps_root: float = 0.0,
     mu_dtype: Any = None,
 ) -> GradientTransformation:
-    r"""AMSGrad (Reddi et al., 2018): Adam whose denominator never decreases.
+    r"""AMSGrad (Reddi et al., 2018, :arxiv:`1904.09237`): Adam whose denominator never decreases.
 
     See :func:`gradtx.scale_by_amsgrad`.
+
+    Args:
+        learning_rate: the step size :math:`\eta`: a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -439,9 +543,16 @@ def adamax(
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> GradientTransformation:
-    r"""AdaMax (Kingma & Ba, 2015, Algorithm 2): Adam with the infinity norm.
+    r"""AdaMax (Kingma & Ba, 2015, :arxiv:`1412.6980`, Algorithm 2): Adam with the infinity norm.
 
-    The default learning rate 2e-3 is the paper's for AdaMax (and torch.optim's).
+    See :func:`gradtx.scale_by_adamax`.
+
+    Args:
+        learning_rate: the step size :math:`\eta`, by default the paper's 2e-3 for AdaMax (and
+            torch.optim's): a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the infinity norm: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to :math:`|g_t|` inside the maximum: a number or 0-d array, >= 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -462,6 +573,17 @@ def adamaxw(
     mask: Mask = None,
 ) -> GradientTransformation:
     r"""AdaMax with decoupled weight decay, as AdamW adds it to Adam.
+
+    Args:
+        learning_rate: the step size :math:`\eta` (2e-3, as :func:`adamax`): a number, 0-d array or
+            schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the infinity norm: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to :math:`|g_t|` inside the maximum: a number or 0-d array, >= 0.
+        weight_decay: the decay rate :math:`\lambda` (1e-4, as :func:`adamw`): a number, 0-d array or
+            schedule of the step, >= 0.
+        mask: the leaves to decay: a tree of booleans like the parameters, or a function of the
+            parameters returning one; ``None`` decays all.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

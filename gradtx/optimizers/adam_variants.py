@@ -1,4 +1,4 @@
-"""Adam's relatives: AdaBelief, Yogi, RAdam, Adan, NovoGrad, and the older AdaDelta.
+"""Adam's relatives: AdaBelief, Yogi, RAdam and Adan.
 
 Each ``scale_by_*`` is one paper's direction, built from :mod:`gradtx.optimizers.adam`'
 pieces; each optimizer chains it with weight decay (where it has one) and the
@@ -15,36 +15,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradtx.core import tree as _tree
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams
-from gradtx.core.kit import (
-    cast_scalars,
-    check_updates,
-    magnitudes_like,
-    moments_like,
-    unzip,
-    update_moment,
-)
-from gradtx.core.numerics import (
-    abs_sq,
-    bias_correction,
-    compute_dtype,
-    magnitude_dtype,
-    real_dtype,
-    safe_increment,
-    zero_count,
-)
+from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
+from gradtx.core.numerics import abs_sq, bias_correction, compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative, check_range
-from gradtx.optimizers.adam import (
-    ScaleByAdamState,
-    adam_hyperparams,
-    adam_scalars,
-    adam_step,
-)
+from gradtx.optimizers.adam import ScaleByAdamState, adam_hyperparams, adam_scalars, adam_step
 from gradtx.transforms.combine import chain
-from gradtx.transforms.masking import resolve_mask
 from gradtx.transforms.regularizers import add_decayed_weights
 from gradtx.transforms.scaling import scale_by_learning_rate
 
@@ -59,7 +37,7 @@ def scale_by_belief(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""AdaBelief's direction (Zhuang et al., 2020, Algorithm 2): Adam divided by the "belief" in the gradient.
+    r"""AdaBelief's direction (Zhuang et al., 2020, :arxiv:`2010.07468`, Algorithm 2): Adam divided by the "belief" in the gradient.
 
     .. math::
         m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad
@@ -67,8 +45,15 @@ def scale_by_belief(
         u_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{s_t / (1-\beta_2^t)} + \epsilon}
 
     :math:`s_t`, the variance of the gradient around its prediction :math:`m_t`, is
-    the ``nu`` of a :class:`gradtx.ScaleByAdamState`. ``eps_root`` is the paper's
-    :math:`\epsilon` inside :math:`s_t`; ``nesterov`` uses NAdam's :math:`\hat m_t`.
+    the ``nu`` of a :class:`gradtx.ScaleByAdamState`.
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of :math:`m_t`: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of :math:`s_t`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, the paper's :math:`\epsilon` inside :math:`s_t`: a number
+            or 0-d array, >= 0.
+        nesterov: use NAdam's look-ahead :math:`\hat m_t` (see :func:`gradtx.scale_by_adam`).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -116,9 +101,17 @@ def adabelief(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""AdaBelief (Zhuang et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_belief`'s :math:`u_t`.
+    r"""AdaBelief (Zhuang et al., 2020, :arxiv:`2010.07468`): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_belief`'s :math:`u_t`.
 
-    The default learning rate 1e-3 is that of the authors' code (Optax has none).
+    Args:
+        learning_rate: the step size :math:`\eta`, by default the authors' code's 1e-3 (Optax has
+            none): a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of :math:`m_t`: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of :math:`s_t`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, the paper's :math:`\epsilon` inside :math:`s_t`: a number
+            or 0-d array, >= 0.
+        nesterov: use NAdam's look-ahead :math:`\hat m_t` (see :func:`gradtx.scale_by_adam`).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -147,9 +140,16 @@ def scale_by_yogi(
         v_t = v_{t-1} - (1-\beta_2)\, \mathrm{sign}(v_{t-1} - g_t^2)\, g_t^2, \\
         u_t = \frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t) + \epsilon_{root}} + \epsilon}
 
-    :math:`v_0` = ``initial_accumulator_value``, :math:`m_0 = 0` (Optax starts :math:`m` at
-    ``initial_accumulator_value`` too). Algorithm 2 omits Adam's bias correction;
-    gradtx applies it, as Optax does. The state is a :class:`gradtx.ScaleByAdamState`.
+    Algorithm 2 omits Adam's bias correction; gradtx applies it, as Optax does. The
+    state is a :class:`gradtx.ScaleByAdamState`.
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of :math:`m_t`: a number or 0-d array in [0, 1).
+        b2: the rate :math:`\beta_2` of the additive change of :math:`v_t`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        initial_accumulator_value: :math:`v_0`, a number >= 0; :math:`m_0 = 0` (Optax starts
+            :math:`m` at ``initial_accumulator_value`` too).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -195,7 +195,14 @@ def yogi(
 ) -> GradientTransformation:
     r"""Yogi (Zaheer et al., 2018): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_yogi`'s :math:`u_t`.
 
-    The default learning rate 1e-2 is the one the paper recommends (Optax has none).
+    :math:`\epsilon_{root} = 0` and :math:`v_0 = 10^{-6}`, :func:`scale_by_yogi`'s defaults.
+
+    Args:
+        learning_rate: the step size :math:`\eta`, by default the 1e-2 the paper recommends (Optax
+            has none): a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of :math:`m_t`: a number or 0-d array in [0, 1).
+        b2: the rate :math:`\beta_2` of the additive change of :math:`v_t`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -242,7 +249,7 @@ def scale_by_radam(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""Rectified Adam's direction (Liu et al., 2020, Algorithm 2).
+    r"""Rectified Adam's direction (Liu et al., 2020, :arxiv:`1908.03265`, Algorithm 2).
 
     Adam's adaptive step has an unbounded variance while few gradients have been
     seen: RAdam uses momentum SGD until the length :math:`\rho_t` of the simple
@@ -255,9 +262,17 @@ def scale_by_radam(
         u_t = r_t\, \hat m_t / (\sqrt{\hat v_t + \epsilon_{root}} + \epsilon) \;\text{ if } \rho_t > \text{threshold},
         \quad u_t = \hat m_t \;\text{ otherwise}
 
-    with Adam's :math:`\hat m_t, \hat v_t`. Algorithm 2 rectifies once :math:`\rho_t > 4`;
-    the authors' code and Optax use 5, the default (below 4 is refused).
-    :math:`\rho_t` is computed exactly to float32 rounding.
+    with Adam's :math:`\hat m_t, \hat v_t`. :math:`\rho_t` is computed exactly to float32 rounding.
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        threshold: the :math:`\rho_t` beyond which the step is rectified: a number or 0-d array,
+            >= 4. Algorithm 2 uses 4; the authors' code and Optax use 5, the default.
+        nesterov: use NAdam's look-ahead :math:`\hat m_t` (see :func:`gradtx.scale_by_adam`), in
+            both branches.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -314,9 +329,18 @@ def radam(
     *,
     nesterov: bool = False,
 ) -> GradientTransformation:
-    r"""RAdam (Liu et al., 2020): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_radam`'s :math:`u_t`.
+    r"""RAdam (Liu et al., 2020, :arxiv:`1908.03265`): :math:`\theta_t = \theta_{t-1} - \eta\, u_t` with :func:`scale_by_radam`'s :math:`u_t`.
 
-    The default learning rate 1e-3 is that of the authors' code (Optax has none).
+    Args:
+        learning_rate: the step size :math:`\eta`, by default the authors' code's 1e-3 (Optax has
+            none): a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        threshold: the :math:`\rho_t` beyond which the step is rectified (see
+            :func:`scale_by_radam`): a number or 0-d array, >= 4.
+        nesterov: use NAdam's look-ahead :math:`\hat m_t` (see :func:`gradtx.scale_by_adam`).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -351,7 +375,7 @@ def scale_by_adan(
     eps: float = 1e-8,
     eps_root: float = 0.0,
 ) -> GradientTransformation:
-    r"""Adan's direction (Xie et al., 2022, Algorithm 1): Nesterov momentum estimated from gradient differences.
+    r"""Adan's direction (Xie et al., 2022, :arxiv:`2208.06677`, Algorithm 1): Nesterov momentum estimated from gradient differences.
 
     With :math:`\Delta_t = g_t - g_{t-1}` (0 at the first step),
 
@@ -361,11 +385,21 @@ def scale_by_adan(
         n_t = \beta_3 n_{t-1} + (1-\beta_3) (g_t + \beta_2 \Delta_t)^2, \\
         u_t = \frac{\hat m_t + \beta_2 \hat v_t}{\sqrt{\hat n_t + \epsilon_{root}} + \epsilon}
 
-    where hats divide by :math:`1-\beta_i^t`. The betas are the complements of the
-    paper's (its :math:`\beta_1 = 0.02` is ``b1=0.98``); its :math:`m_0 = g_0` start is
+    where hats divide by :math:`1-\beta_i^t`. The paper's :math:`m_0 = g_0` start is
     replaced, as in the authors' code, by bias correction. Optax weights
     :math:`\Delta_t` in :math:`n_t` and :math:`\hat v_t` in :math:`u_t` by :math:`1-\beta_2`;
     gradtx follows the paper (:math:`\beta_2`).
+
+    Args:
+        b1: the decay rate :math:`\beta_1` of :math:`m_t`, the complement of the paper's (its
+            :math:`\beta_1 = 0.02` is ``b1=0.98``): a number or 0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of :math:`v_t`, which also weights :math:`\Delta_t` in
+            :math:`n_t` and :math:`\hat v_t` in :math:`u_t`; the complement of the paper's: a number
+            or 0-d array in [0, 1).
+        b3: the decay rate :math:`\beta_3` of :math:`n_t`, the complement of the paper's: a number
+            or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -423,14 +457,26 @@ def adan(
     weight_decay: ScalarOrSchedule = 0.0,
     mask: Mask = None,
 ) -> GradientTransformation:
-    r"""Adan (Xie et al., 2022): :func:`scale_by_adan` with decoupled weight decay.
+    r"""Adan (Xie et al., 2022, :arxiv:`2208.06677`): :func:`scale_by_adan` with decoupled weight decay.
 
     .. math::
         \theta_t = \theta_{t-1} - \eta\,(u_t + \lambda \theta_{t-1})
 
     The paper's proximal decay, :math:`\theta_t = (\theta_{t-1} - \eta u_t)/(1 + \lambda\eta)`,
-    agrees to first order; gradtx (like Optax) uses AdamW's form. The default
-    learning rate 1e-3 is the authors' code's (Optax has none).
+    agrees to first order; gradtx (like Optax) uses AdamW's form.
+
+    Args:
+        learning_rate: the step size :math:`\eta`, by default the authors' code's 1e-3 (Optax has
+            none): a number, 0-d array or schedule of the step, >= 0.
+        b1: the decay rate :math:`\beta_1` of :math:`m_t` (see :func:`scale_by_adan`): a number or
+            0-d array in [0, 1).
+        b2: the decay rate :math:`\beta_2` of :math:`v_t`: a number or 0-d array in [0, 1).
+        b3: the decay rate :math:`\beta_3` of :math:`n_t`: a number or 0-d array in [0, 1).
+        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
+        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
+        weight_decay: the decay rate :math:`\lambda`: a number, 0-d array or schedule of the step, >= 0.
+        mask: the leaves to decay: a tree of booleans like the parameters, or a function of the
+            parameters returning one; ``None`` decays all.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -444,202 +490,4 @@ def adan(
         scale_by_adan(b1, b2, b3, eps, eps_root),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
-    )
-
-
-# ------------------------------------------------------------------ NovoGrad
-
-
-class ScaleByNovogradState(NamedTuple):
-    """NovoGrad's state: the momentum ``mu`` and, per leaf (layer), the scalar second moment ``nu``."""
-
-    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
-    mu: Updates
-    nu: Updates
-    hyperparams: dict[str, Any]
-
-
-def scale_by_novograd(
-    b1: float = 0.9,
-    b2: float = 0.25,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
-    mu_dtype: Any = None,
-    *,
-    mask: Mask = None,
-) -> GradientTransformation:
-    r"""NovoGrad's direction (Ginsburg et al., 2019, Algorithm 1): layer-wise normalized momentum.
-
-    Each leaf :math:`l` is a layer with one second moment, of its gradient's norm:
-
-    .. math::
-        v^l_t = \beta_2 v^l_{t-1} + (1-\beta_2) \lVert g^l_t \rVert^2 \;\;(v^l_1 = \lVert g^l_1 \rVert^2), \\
-        m^l_t = \beta_1 m^l_{t-1} + \frac{g^l_t}{\sqrt{v^l_t + \epsilon_{root}} + \epsilon} + \lambda\, \theta^l_{t-1},
-        \qquad u_t = m_t
-
-    The momentum has no :math:`1-\beta_1` factor, as in the paper. Weight decay
-    enters the momentum, so it is not a separate :func:`gradtx.add_decayed_weights`;
-    it may be a schedule and needs the parameters; ``mask`` (keyword only, beyond
-    Optax's signature) selects the decayed leaves.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_novograd()
-        >>> u, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(jnp.zeros(2)))
-        >>> [round(x, 4) for x in u.tolist()]  # g / ||g||
-        [0.6, 0.8]
-    """
-    hp = Hyperparams(
-        b1=check_decay("b1", b1),
-        b2=check_decay("b2", b2),
-        eps=check_nonnegative("eps", eps),
-        eps_root=check_nonnegative("eps_root", eps_root),
-        weight_decay=check_nonnegative("weight_decay", weight_decay),
-    )
-    decays = callable(weight_decay) or not (isinstance(weight_decay, (int, float)) and weight_decay == 0)
-
-    def init(params):
-        nu = jax.tree.map(lambda p: jnp.zeros((), magnitude_dtype(p)), params)
-        return ScaleByNovogradState(zero_count(), moments_like(params, mu_dtype), nu, hp.init())
-
-    def update(updates, state, params=None, **extra_args):
-        check_updates(state.mu, updates)
-        if params is None and (decays or mask is not None):
-            raise ValueError(
-                "scale_by_novograd with weight decay needs the parameters: call update(updates, state, params)"
-            )
-        h = hp.values(state.hyperparams)
-        count = safe_increment(state.count)
-        first = state.count == 0
-        if params is not None:
-            _tree.check_same_structure(params, updates, "the parameters", "the updates")
-        selected = jax.tree.map(lambda _: params is not None, updates) if mask is None else resolve_mask(mask, params)
-
-        def step(g, m, v, p, decay):
-            dtype = compute_dtype(g, m, v)
-            b1_, b2_, eps_, eps_root_, wd = cast_scalars(
-                dtype, h["b1"], h["b2"], h["eps"], h["eps_root"], h["weight_decay"]
-            )
-            g_ = g.astype(dtype)
-            norm_sq = jnp.sum(abs_sq(g_)).astype(real_dtype(dtype))
-            new_v = jnp.where(first, norm_sq, b2_ * v + (1 - b2_) * norm_sq)
-            normalized = g_ / (jnp.sqrt(new_v + eps_root_) + eps_)
-            if decay:
-                normalized = normalized + wd * p.astype(dtype)
-            new_m = b1_ * m + normalized
-            return new_m.astype(g.dtype), new_m.astype(m.dtype), new_v.astype(v.dtype)
-
-        params = updates if params is None else params  # then nothing is decayed
-        out, mu, nu = unzip(jax.tree.map(step, updates, state.mu, state.nu, params, selected), updates, 3)
-        return out, ScaleByNovogradState(count, mu, nu, hp.advance(state.hyperparams, count))
-
-    return GradientTransformation(init, update)
-
-
-def novograd(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.25,
-    eps: float = 1e-6,
-    eps_root: float = 0.0,
-    weight_decay: ScalarOrSchedule = 0.0,
-    *,
-    mask: Mask = None,
-) -> GradientTransformation:
-    r"""NovoGrad (Ginsburg et al., 2019): :math:`\theta_t = \theta_{t-1} - \eta\, m_t` (see :func:`scale_by_novograd`).
-
-    The default learning rate 1e-3 is NVIDIA's reference code's (Optax has none).
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> params = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
-        >>> tx = gradtx.novograd(0.1, weight_decay=0.5, mask={"w": True, "b": False})
-        >>> updates, _ = tx.update({"w": jnp.array([3.0, 4.0]), "b": jnp.array([-2.0])}, tx.init(params), params)
-        >>> [round(x, 4) for x in updates["w"].tolist()], [round(x, 4) for x in updates["b"].tolist()]
-        ([-0.21, -0.28], [0.1])
-    """
-    return chain(
-        scale_by_novograd(b1, b2, eps, eps_root, weight_decay, mask=mask), scale_by_learning_rate(learning_rate)
-    )
-
-
-# ------------------------------------------------------------------ AdaDelta
-
-
-class ScaleByAdaDeltaState(NamedTuple):
-    """AdaDelta's state: running averages ``e_g`` of :math:`g^2` and ``e_x`` of :math:`\\Delta x^2`."""
-
-    e_g: Updates
-    e_x: Updates
-    hyperparams: dict[str, Any]
-
-
-def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransformation:
-    r"""AdaDelta's direction (Zeiler, 2012, Algorithm 1): a step with the units of the parameters.
-
-    .. math::
-        E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \quad
-        \Delta x_t = \frac{\sqrt{E[\Delta x^2]_{t-1} + \epsilon}}{\sqrt{E[g^2]_t + \epsilon}}\, g_t, \quad
-        E[\Delta x^2]_t = \rho E[\Delta x^2]_{t-1} + (1-\rho) \Delta x_t^2
-
-    and :math:`u_t = \Delta x_t` (the sign is flipped by the learning rate).
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_adadelta(rho=0.5, eps=1e-2)
-        >>> u, _ = tx.update(jnp.array([1.0]), tx.init(jnp.zeros(1)))
-        >>> [round(x, 4) for x in u.tolist()]  # sqrt(0.01) / sqrt(0.5 + 0.01)
-        [0.14]
-    """
-    hp = Hyperparams(rho=check_decay("rho", rho), eps=check_nonnegative("eps", eps), allow_schedules=False)
-
-    def init(params):
-        return ScaleByAdaDeltaState(magnitudes_like(params), magnitudes_like(params), hp.init())
-
-    def update(updates, state, params=None, **extra_args):
-        check_updates(state.e_g, updates)
-        h = hp.values(state.hyperparams)
-        e_g = jax.tree.map(lambda g, e: update_moment(g, e, h["rho"], 2), updates, state.e_g)
-
-        def step(g, eg, ex):
-            dtype = compute_dtype(g, eg, ex)
-            rho_, eps_ = cast_scalars(dtype, h["rho"], h["eps"])
-            real = real_dtype(dtype)
-            dx = g.astype(dtype) * jnp.sqrt(ex.astype(real) + eps_) / jnp.sqrt(eg.astype(real) + eps_)
-            new_ex = rho_ * ex + (1 - rho_) * abs_sq(dx)
-            return dx.astype(g.dtype), new_ex.astype(ex.dtype)
-
-        out, e_x = unzip(jax.tree.map(step, updates, e_g, state.e_x), updates, 2)
-        return out, ScaleByAdaDeltaState(e_g, e_x, state.hyperparams)
-
-    return GradientTransformation(init, update)
-
-
-def adadelta(
-    learning_rate: ScalarOrSchedule | None = None,
-    rho: float = 0.9,
-    eps: float = 1e-6,
-    weight_decay: ScalarOrSchedule = 0.0,
-    weight_decay_mask: Mask = None,
-) -> GradientTransformation:
-    r"""AdaDelta (Zeiler, 2012): :math:`\theta_t = \theta_{t-1} - \eta\, \Delta x_t` (see :func:`scale_by_adadelta`).
-
-    The paper has no learning rate: ``None`` means :math:`\eta = 1` (torch.optim's
-    default; Optax's ``None`` applies none, and no sign flip either). Weight decay
-    is L2, added to the gradient as in torch.optim and Optax:
-    :math:`g_t \leftarrow g_t + \lambda \theta_{t-1}`, restricted by ``weight_decay_mask``.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> params = jnp.array([1.0])
-        >>> tx = gradtx.adadelta(rho=0.5, eps=1e-2)
-        >>> updates, _ = tx.update(jnp.array([1.0]), tx.init(params), params)
-        >>> [round(x, 4) for x in updates.tolist()]
-        [-0.14]
-    """
-    return chain(
-        add_decayed_weights(weight_decay, weight_decay_mask),
-        scale_by_adadelta(rho, eps),
-        scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
     )

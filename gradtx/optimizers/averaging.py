@@ -1,10 +1,11 @@
-r"""Averaged SGD: SGD with a decaying step whose iterates are averaged (Polyak & Juditsky, 1992).
+r"""Averaged SGD: SGD with a decaying step whose iterates are averaged (Polyak & Juditsky, 1992,
+:doi:`10.1137/0330046`).
 
 The average :math:`\bar\theta` (``ax``) converges at the optimal rate for
 stochastic problems even when the iterates themselves keep jittering; it is
 kept in the state, where ``gradtx.core.tree.get(state, "ax")`` reads it. The
 schedule and defaults are torch.optim's ``ASGD`` (after Bottou, 2012,
-"Stochastic Gradient Descent Tricks", section 5.3).
+"Stochastic Gradient Descent Tricks", :doi:`10.1007/978-3-642-35289-8_25`, section 5.3).
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ def scale_by_asgd(
 ) -> GradientTransformation:
     r"""ASGD's step and average, with torch.optim's schedule; returns the update to add to :math:`\theta`.
 
-    At update :math:`t = 1, 2, \dots`, with :math:`\gamma` = ``learning_rate``,
-    :math:`\lambda` = ``lambd``:
+    At update :math:`t = 1, 2, \dots`:
 
     .. math::
         \eta_{t-1} = \frac{\gamma}{(1 + \lambda \gamma (t-1))^{\alpha}}, \quad
@@ -52,6 +52,16 @@ def scale_by_asgd(
 
     so the average starts once :math:`t > t_0 + 2` steps have passed. ``ax`` is
     :math:`\theta_0` before the first update. Needs ``params``.
+
+    Args:
+        learning_rate: the initial step size :math:`\gamma`: a number, 0-d array or schedule of the
+            step, >= 0.
+        lambd: :math:`\lambda`, the rate of the step's decay and the L2 coefficient: a number, 0-d array or
+            schedule of the step, >= 0.
+        alpha: the exponent :math:`\alpha` of the step's decay: a number, 0-d array or schedule of
+            the step, >= 0.
+        t0: :math:`t_0`; averaging starts after :math:`t_0 + 2` updates: a number, 0-d array or schedule
+            of the step, >= 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -110,13 +120,24 @@ def asgd(
     t0: float = 1e6,
     weight_decay: float = 0.0,
 ) -> GradientTransformation:
-    r"""Averaged SGD (Polyak & Juditsky, 1992) as torch.optim's ``ASGD``, with its defaults.
+    r"""Averaged SGD (Polyak & Juditsky, 1992, :doi:`10.1137/0330046`) as torch.optim's ``ASGD``, with its defaults.
 
-    A chain of :func:`gradtx.add_decayed_weights` (the L2 penalty ``weight_decay``,
-    added to the gradient) and :func:`scale_by_asgd`:
+    A chain of :func:`gradtx.add_decayed_weights` and :func:`scale_by_asgd`:
     :math:`\theta_t = \theta_{t-1} - \eta_{t-1}(g_t + (\lambda_{wd} + \lambda)\theta_{t-1})`,
     with the averaged parameters in the state as ``ax``. The parameters
     themselves are the plain SGD iterates; evaluate with ``ax``.
+
+    Args:
+        learning_rate: the initial step size :math:`\gamma` (see :func:`scale_by_asgd`): a number, 0-d array
+            or schedule of the step, >= 0.
+        lambd: :math:`\lambda`, the rate of the step's decay and an L2 coefficient: a number, 0-d array or
+            schedule of the step, >= 0.
+        alpha: the exponent :math:`\alpha` of the step's decay: a number, 0-d array or schedule of
+            the step, >= 0.
+        t0: :math:`t_0`; averaging starts after :math:`t_0 + 2` updates: a number, 0-d array or schedule
+            of the step, >= 0.
+        weight_decay: :math:`\lambda_{wd}`, an L2 penalty added to the gradient: a number, 0-d array or
+            schedule of the step, >= 0.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx

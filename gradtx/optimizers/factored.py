@@ -21,14 +21,7 @@ from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation, negate
 from gradtx.core.hyperparams import Hyperparams, float_dtype, renamed
 from gradtx.core.kit import cast_scalars, check_updates, unzip
-from gradtx.core.numerics import (
-    abs_sq,
-    compute_dtype,
-    magnitude_dtype,
-    real_dtype,
-    safe_increment,
-    zero_count,
-)
+from gradtx.core.numerics import abs_sq, compute_dtype, magnitude_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative, check_range
 from gradtx.transforms.block_scaling import scale_by_param_block_rms
 from gradtx.transforms.clipping import clip_by_block_rms
@@ -88,7 +81,7 @@ def scale_by_factored_rms(
     epsilon: float = 1e-30,
     decay_rate_fn: Callable[[jax.Array, Any], jax.Array] = _decay_rate_pow,
 ) -> GradientTransformation:
-    r"""Adafactor's factored second moment (Shazeer & Stern, 2018, Algorithms 4 and 5).
+    r"""Adafactor's factored second moment (Shazeer & Stern, 2018, :arxiv:`1804.04235`, Algorithms 4 and 5).
 
     For a leaf whose two largest axes both have at least
     ``min_dim_size_to_factor`` entries, with :math:`G_t = g_t^2 + \epsilon_1`:
@@ -101,15 +94,20 @@ def scale_by_factored_rms(
     (the columns being the largest axis, the rows the second largest, the others
     batch axes). Other leaves keep the full
     :math:`\hat V_t = \hat\beta_{2t}\hat V_{t-1} + (1-\hat\beta_{2t}) G_t`.
-    The decay follows ``decay_rate_fn(i, decay_rate)``, by default the paper's
-    :math:`\hat\beta_{2t} = 1 - t^{-0.8}` with :math:`t = i + 1` and
-    :math:`i = \max(\text{count} - \text{step\_offset}, 0)`, so that
-    :math:`\hat\beta_{21} = 0`; steps before ``step_offset`` also use 0 (Optax
-    gives NaN there). ``epsilon`` is the paper's :math:`\epsilon_1`.
-    ``factored=False`` keeps the full second moment of every leaf.
-
     Where :math:`g^2` overflows (float32 gradients above ~1.8e19) the statistics
     become ``inf`` and the update of that leaf is 0, not NaN.
+
+    Args:
+        factored: whether to factor the leaves that qualify; ``False`` keeps the full second moment of every leaf.
+        decay_rate: the exponent of the default decay :math:`\hat\beta_{2t} = 1 - t^{-\text{decay\_rate}}`
+            (the paper's 0.8); a number or 0-d array.
+        step_offset: the update at which the decay starts, a number or 0-d array: ``decay_rate_fn`` sees
+            :math:`i = \max(\text{count} - \text{step\_offset}, 0)`, so earlier updates use :math:`\hat\beta_2 = 0`
+            (Optax gives NaN there).
+        min_dim_size_to_factor: the size that both of a leaf's two largest axes must reach for it to be factored.
+        epsilon: the paper's :math:`\epsilon_1`, added to :math:`g_t^2`; a number or 0-d array.
+        decay_rate_fn: ``decay_rate_fn(i, decay_rate)`` gives :math:`\hat\beta_{2t}`; by default the paper's
+            :math:`1 - t^{-0.8}` with :math:`t = i + 1`, so that :math:`\hat\beta_{21} = 0`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -191,7 +189,7 @@ def adafactor(
     factored: bool = True,
     weight_decay_mask: Mask = None,
 ) -> GradientTransformation:
-    r"""Adafactor (Shazeer & Stern, 2018): factored second moments, update clipping, relative steps.
+    r"""Adafactor (Shazeer & Stern, 2018, :arxiv:`1804.04235`): factored second moments, update clipping, relative steps.
 
     .. math::
         U_t = g_t / \sqrt{\hat V_t}, \quad
@@ -200,17 +198,29 @@ def adafactor(
         m_t = \beta_1 m_{t-1} + (1-\beta_1)\, \alpha_t \hat U_t \;\;(m_t = \alpha_t \hat U_t \text{ without momentum}),
         \qquad \theta_t = \theta_{t-1} - m_t - \lambda_t \theta_{t-1}
 
-    with :math:`\hat V_t` from :func:`scale_by_factored_rms`, :math:`d` =
-    ``clipping_threshold`` (``None``: no clipping), :math:`\epsilon_2 = 10^{-3}`
-    (only with ``multiply_by_parameter_scale``; otherwise :math:`\alpha_t = \rho_t`),
-    :math:`\beta_1` = ``momentum`` (kept in ``dtype_momentum``) and :math:`\lambda_t` =
-    ``weight_decay_rate``, a rate per step that the learning rate does not
-    scale (as in Optax; the paper has no weight decay), restricted by
-    ``weight_decay_mask``. :math:`\rho_t` is ``learning_rate``; by default
-    (``None``) the paper's relative step size :math:`\min(10^{-2}, 1/\sqrt t)`.
-    Optax's ``None`` applies no learning rate at all (:math:`\rho_t = 1`). The
-    blocks are :func:`gradtx.clip_by_block_rms` and :func:`gradtx.scale_by_param_block_rms`
-    (whose ``min_scale`` is :math:`\epsilon_2`).
+    with :math:`\hat V_t` from :func:`scale_by_factored_rms`. The blocks are
+    :func:`gradtx.clip_by_block_rms` and :func:`gradtx.scale_by_param_block_rms`
+    (whose ``min_scale`` is :math:`\epsilon_2 = 10^{-3}`).
+
+    Args:
+        learning_rate: the relative step size :math:`\rho_t`; a number, 0-d array or schedule. ``None`` (default) is
+            the paper's :math:`\min(10^{-2}, 1/\sqrt t)`; Optax's ``None`` applies none (:math:`\rho_t = 1`).
+        min_dim_size_to_factor: the size both of a leaf's two largest axes must reach for it to be factored.
+        decay_rate: the exponent in :math:`\hat\beta_{2t} = 1 - t^{-\text{decay\_rate}}`, a number or 0-d array
+            (see :func:`scale_by_factored_rms`).
+        decay_offset: the update at which that decay starts, a number or 0-d array (``step_offset`` of
+            :func:`scale_by_factored_rms`).
+        multiply_by_parameter_scale: whether to scale the step by :math:`\max(\epsilon_2, \mathrm{RMS}(\theta_{t-1}))`;
+            ``False`` gives :math:`\alpha_t = \rho_t`.
+        clipping_threshold: the update clipping threshold :math:`d`, a positive number or 0-d array;
+            ``None``: no clipping.
+        momentum: the first moment's decay :math:`\beta_1` in [0, 1), a number or 0-d array; ``None``: no momentum.
+        dtype_momentum: the dtype in which :math:`m_t` is kept.
+        weight_decay_rate: :math:`\lambda_t`, a rate per step that the learning rate does not scale (as in Optax;
+            the paper has none); a number, 0-d array or schedule, ``None``: no decay.
+        eps: the paper's :math:`\epsilon_1`, a number or 0-d array (``epsilon`` of :func:`scale_by_factored_rms`).
+        factored: whether to factor the leaves that qualify; ``False`` keeps every full second moment.
+        weight_decay_mask: the leaves to decay: a tree of bools or a function of the parameters; ``None``: all.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -266,7 +276,7 @@ def _sm3_accumulators(p) -> tuple[jax.Array, ...]:
 
 
 def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> GradientTransformation:
-    r"""SM3's direction (Anil et al., 2019, "Memory-Efficient Adaptive Optimization", SM3-II).
+    r"""SM3's direction (Anil et al., 2019, "Memory-Efficient Adaptive Optimization", :arxiv:`1901.11150`, SM3-II).
 
     The cover of a leaf is its slices along each axis (rows and columns of a
     matrix): one accumulator :math:`\mu` per slice, :math:`\sum_i n_i` numbers in all.
@@ -277,9 +287,13 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
         m_t = \beta_1 m_{t-1} + (1-\beta_1)\, g_t / \sqrt{\nu_t + \epsilon}, \qquad u_t = m_t
 
     :math:`\nu_t` bounds AdaGrad's sum of squares from above. A vector's cover
-    is its elements (exact AdaGrad); a scalar has one accumulator. ``b2 < 1``
-    (Optax's option, not the paper's) uses moving averages instead of sums:
-    :math:`\nu_t = \beta_2 \min \mu_{t-1} + (1-\beta_2) g_t^2`.
+    is its elements (exact AdaGrad); a scalar has one accumulator.
+
+    Args:
+        b1: the momentum's decay :math:`\beta_1` in [0, 1), a number or 0-d array.
+        b2: 1 (default) for the paper's sums; below 1 (Optax's option) moving averages,
+            :math:`\nu_t = \beta_2 \min \mu_{t-1} + (1-\beta_2) g_t^2`; a number in [0, 1] or 0-d array.
+        eps: :math:`\epsilon`, added to :math:`\nu_t` under the square root; a number or 0-d array.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -331,11 +345,13 @@ def scale_by_sm3(b1: float = 0.9, b2: float = 1.0, eps: float = 1e-8) -> Gradien
 
 
 def sm3(learning_rate: ScalarOrSchedule = 1e-2, momentum: float = 0.9) -> GradientTransformation:
-    r"""SM3 (Anil et al., 2019): :math:`\theta_t = \theta_{t-1} - \eta\, m_t` (see :func:`scale_by_sm3`).
+    r"""SM3 (Anil et al., 2019, :arxiv:`1901.11150`): :math:`\theta_t = \theta_{t-1} - \eta\, m_t` (see :func:`scale_by_sm3`).
 
-    SM3 approximates AdaGrad; the default learning rate 1e-2 is AdaGrad's in
-    torch.optim (Optax has none; the paper tunes it per task). The state holds
-    :math:`\beta_1` as ``momentum``.
+    Args:
+        learning_rate: :math:`\eta`; a number, 0-d array or schedule. SM3 approximates AdaGrad, and the
+            default 1e-2 is AdaGrad's in torch.optim (Optax has none; the paper tunes it per task).
+        momentum: the momentum's decay :math:`\beta_1` in [0, 1), a number or 0-d array (``b1`` of
+            :func:`scale_by_sm3`, kept in the state as ``momentum``).
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -5,7 +5,7 @@ r"""L-BFGS: a quasi-Newton direction from the last few steps and gradient change
 :math:`s_i = x_{i+1} - x_i`, :math:`y_i = g_{i+1} - g_i` of the last
 ``memory_size`` steps, by the two-loop recursion; :func:`lbfgs` chains it with a
 line search. Reference: J. Nocedal & S. J. Wright, *Numerical Optimization*,
-2nd ed., 2006, section 7.2, Algorithms 7.4 and 7.5.
+2nd ed., 2006, :doi:`10.1007/978-0-387-40065-5`, section 7.2, Algorithms 7.4 and 7.5.
 
 Complex parameters are taken as pairs of real numbers: every inner product is
 :math:`\mathrm{Re}\langle x, y\rangle`, so the steps are those on the real and
@@ -69,14 +69,22 @@ def two_loop_recursion(
     newest: jax.Array,
     gamma: jax.Array,
 ) -> Updates:
-    r"""Nocedal & Wright's Algorithm 7.4: :math:`H g` with :math:`H_0 = \gamma I` and the pairs in memory.
+    r"""Nocedal & Wright's Algorithm 7.4 (:doi:`10.1007/978-0-387-40065-5`): :math:`H g` with :math:`H_0 = \gamma I` and the pairs in memory.
 
     .. math::
         q \leftarrow g;\ \ \alpha_i = \rho_i s_i^\top q,\ q \leftarrow q - \alpha_i y_i \ \ (\text{newest to oldest});\ \
         r \leftarrow \gamma q;\ \ \beta = \rho_i y_i^\top r,\ r \leftarrow r + (\alpha_i - \beta) s_i \ \ (\text{oldest to newest})
 
-    ``s`` and ``y`` are trees whose leaves have a leading memory axis, ``rho`` the
-    weights (0 skips a slot) and ``newest`` the slot of the latest pair.
+    Args:
+        grad: the vector :math:`g` to multiply, a tree.
+        s: the steps :math:`s_i`, a tree like ``grad`` whose leaves have a leading memory axis.
+        y: the gradient changes :math:`y_i`, laid out as ``s``.
+        rho: the weights :math:`\rho_i = 1 / s_i^\top y_i`, a 1-d array over the memory axis; 0 skips a slot.
+        newest: the slot of the latest pair, an integer (0-d array).
+        gamma: the scale :math:`\gamma` of :math:`H_0 = \gamma I`, a 0-d array.
+
+    Returns:
+        :math:`H g`, a tree like ``grad``.
     """
     m = rho.shape[0]
     work = jax.tree.map(lambda g, sm: g.astype(compute_dtype(g, sm)), grad, s)
@@ -99,7 +107,7 @@ def two_loop_recursion(
 
 
 def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> GradientTransformation:
-    r"""The L-BFGS direction :math:`H_k g_k` (Nocedal & Wright, Alg. 7.4), to be negated and scaled.
+    r"""The L-BFGS direction :math:`H_k g_k` (Nocedal & Wright, :doi:`10.1007/978-0-387-40065-5`, Alg. 7.4), to be negated and scaled.
 
     At update :math:`k` the pair :math:`s = x_k - x_{k-1}`, :math:`y = g_k - g_{k-1}`
     enters the memory with :math:`\rho = 1 / s^\top y` when :math:`s^\top y > 0`
@@ -110,9 +118,12 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         \ \ \text{(newest usable pair; eq. 7.20)}, \qquad u_k = H_k g_k \ \ \text{(two-loop recursion)}
 
     Before any usable pair, :math:`\gamma = 1 / \|g_k\|`, so the first direction has
-    unit length. ``scale_init_precond=False`` keeps :math:`H^0 = I` throughout. If
-    rounding ever makes :math:`u_k^\top g_k \le 0`, :math:`g_k / \|g_k\|` is
+    unit length. If rounding ever makes :math:`u_k^\top g_k \le 0`, :math:`g_k / \|g_k\|` is
     returned instead, so the negated direction always descends. Needs ``params``.
+
+    Args:
+        memory_size: the number :math:`m` of pairs kept, an integer at least 1.
+        scale_init_precond: whether :math:`H_k^0 = \gamma_k I` as above; ``False`` keeps :math:`H^0 = I` throughout.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -210,15 +221,22 @@ def lbfgs(
         max_linesearch_steps=15, initial_guess_strategy="one"
     ),
 ) -> GradientTransformation:
-    r"""L-BFGS (Nocedal & Wright, Alg. 7.5): :math:`x_{k+1} = x_k - \eta_k H_k g_k`, :math:`\eta_k` from a line search.
+    r"""L-BFGS (Nocedal & Wright, :doi:`10.1007/978-0-387-40065-5`, Alg. 7.5): :math:`x_{k+1} = x_k - \eta_k H_k g_k`, :math:`\eta_k` from a line search.
 
     A chain of :func:`scale_by_lbfgs`, the sign flip (times ``learning_rate`` when
-    given) and ``linesearch`` (default: :func:`gradtx.scale_by_zoom_linesearch`
-    with 15 evaluations, starting at :math:`\eta = 1`). The line search needs the
+    given) and ``linesearch``. The line search needs the
     extra arguments ``value``, ``grad`` and ``value_fn``; without them ``update``
     raises a ``ValueError`` naming the missing one. Use
     :func:`gradtx.value_and_grad_from_state` to reuse the line search's last
-    evaluation. ``linesearch=None`` takes fixed steps of ``learning_rate`` (1 if None).
+    evaluation.
+
+    Args:
+        learning_rate: a factor on the direction before the line search, or the fixed step with
+            ``linesearch=None``; a number, 0-d array or schedule. ``None``: no factor, or steps of 1.
+        memory_size: the number :math:`m` of pairs kept (see :func:`scale_by_lbfgs`).
+        scale_init_precond: whether :math:`H_k^0 = \gamma_k I` (see :func:`scale_by_lbfgs`).
+        linesearch: the transform that picks :math:`\eta_k`; by default :func:`gradtx.scale_by_zoom_linesearch`
+            with 15 evaluations, starting at :math:`\eta = 1`. ``None``: fixed steps of ``learning_rate``.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

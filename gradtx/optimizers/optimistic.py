@@ -1,9 +1,9 @@
 """Optimism: stepping along the current direction plus its change since the last step.
 
-Optimistic gradient descent (Daskalakis, Ilyas, Syrgkanis & Zeng, 2018)
+Optimistic gradient descent (Daskalakis, Ilyas, Syrgkanis & Zeng, 2018, :arxiv:`1711.00141`)
 extrapolates with the previous gradient, :math:`2 g_t - g_{t-1}`, which makes
 simultaneous gradient descent converge on bilinear games and GANs where plain
-descent cycles. Mokhtari, Ozdaglar & Pattathil (2020) weigh the two terms
+descent cycles. Mokhtari, Ozdaglar & Pattathil (2020, :arxiv:`1901.08511`) weigh the two terms
 separately, :math:`\\alpha g_t + \\beta (g_t - g_{t-1})`.
 """
 
@@ -33,13 +33,16 @@ class ScaleByOptimisticGradientState(NamedTuple):
 
 
 def scale_by_optimistic_gradient(alpha: ScalarOrSchedule = 1.0, beta: ScalarOrSchedule = 1.0) -> GradientTransformation:
-    r"""The optimistic direction (Daskalakis et al., 2018; Mokhtari et al., 2020).
+    r"""The optimistic direction (Daskalakis et al., 2018, :arxiv:`1711.00141`; Mokhtari et al., 2020, :arxiv:`1901.08511`).
 
     .. math::
         u_t = \alpha\, g_t + \beta\, (g_t - g_{t-1}), \qquad g_0 = 0
 
     ``alpha = beta = 1`` gives optimistic mirror descent's :math:`2 g_t - g_{t-1}`.
-    ``alpha`` and ``beta`` may be schedules.
+
+    Args:
+        alpha: the weight :math:`\alpha \ge 0` of the current direction; a number, 0-d array or schedule.
+        beta: the weight :math:`\beta \ge 0` of its change since the last step; a number, 0-d array or schedule.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -77,14 +80,18 @@ def optimistic_gradient_descent(
     alpha: ScalarOrSchedule = 1.0,
     beta: ScalarOrSchedule = 1.0,
 ) -> GradientTransformation:
-    r"""Optimistic gradient descent (Daskalakis et al., 2018; Mokhtari et al., 2020).
+    r"""Optimistic gradient descent (Daskalakis et al., 2018, :arxiv:`1711.00141`; Mokhtari et al., 2020, :arxiv:`1901.08511`).
 
     .. math::
         \theta_{t+1} = \theta_t - \eta \left(\alpha g_t + \beta (g_t - g_{t-1})\right)
 
     With the defaults, :math:`\theta_{t+1} = \theta_t - 2\eta g_t + \eta g_{t-1}`.
-    The default learning rate 1e-3 is :func:`gradtx.sgd`'s (Optax has none; the
-    papers fix none).
+
+    Args:
+        learning_rate: :math:`\eta`; a number, 0-d array or schedule. The default 1e-3 is :func:`gradtx.sgd`'s
+            (Optax has none; the papers fix none).
+        alpha: :math:`\alpha`, as in :func:`scale_by_optimistic_gradient`.
+        beta: :math:`\beta`, as in :func:`scale_by_optimistic_gradient`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -109,7 +116,7 @@ def optimistic_adam_v2(
     mu_dtype: Any = None,
     nesterov: bool = True,
 ) -> GradientTransformation:
-    r"""Optimistic Adam (Daskalakis et al., 2018, Algorithm 1): optimism applied to Adam's direction.
+    r"""Optimistic Adam (Daskalakis et al., 2018, :arxiv:`1711.00141`, Algorithm 1): optimism applied to Adam's direction.
 
     .. math::
         d_t = \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}, \qquad
@@ -117,9 +124,20 @@ def optimistic_adam_v2(
 
     with Adam's moments (:func:`gradtx.scale_by_adam`); ``alpha = beta = 1`` and
     ``nesterov=False`` is the paper's
-    :math:`\theta_{t+1} = \theta_t - 2\eta d_t + \eta d_{t-1}`. ``nesterov=True``
-    (Optax's default) takes NAdam's look-ahead first moment. The default
-    learning rate 1e-3 is the paper's code's (Optax has none).
+    :math:`\theta_{t+1} = \theta_t - 2\eta d_t + \eta d_{t-1}`.
+
+    Args:
+        learning_rate: :math:`\eta`; a number, 0-d array or schedule. The default 1e-3 is the paper's code's
+            (Optax has none).
+        alpha: :math:`\alpha \ge 0`; a number, 0-d array or schedule.
+        beta: :math:`\beta \ge 0`; a number, 0-d array or schedule.
+        b1: the first moment's decay :math:`\beta_1` in [0, 1), a number or 0-d array.
+        b2: the second moment's decay :math:`\beta_2` in [0, 1), a number or 0-d array.
+        eps: :math:`\epsilon`, a number or 0-d array.
+        eps_root: :math:`\epsilon_{root}`, added to :math:`\hat v_t` inside the square root (as in
+            :func:`gradtx.scale_by_adam`); a number or 0-d array.
+        mu_dtype: the dtype of Adam's first moment; ``None``: that of each parameter.
+        nesterov: whether :math:`\hat m_t` is NAdam's look-ahead first moment (``True``, Optax's default).
 
     Example:
         >>> import jax.numpy as jnp, gradtx

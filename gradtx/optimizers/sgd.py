@@ -29,7 +29,13 @@ def sgd(
         b_t = g_t + \mu b_{t-1}, \qquad \theta_t = \theta_{t-1} - \eta\, b_t
         \;\;(\text{Nesterov: } \theta_t = \theta_{t-1} - \eta (g_t + \mu b_t))
 
-    The default learning rate 1e-3 is torch.optim's (Optax has none).
+    Args:
+        learning_rate: the step size :math:`\eta`, by default torch.optim's 1e-3 (Optax has none):
+            a number, 0-d array or schedule of the step, >= 0.
+        momentum: the momentum coefficient :math:`\mu`: a number or 0-d array in [0, 1); ``None``
+            (the default) for plain SGD.
+        nesterov: take Nesterov's step; ignored without ``momentum``.
+        accumulator_dtype: the dtype of :math:`b`; ``None`` keeps each parameter's.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -51,15 +57,22 @@ def noisy_sgd(
     *,
     seed: int | None = None,
 ) -> GradientTransformation:
-    r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al., 2015).
+    r"""SGD on gradients with annealed Gaussian noise (Neelakantan et al., 2015, :arxiv:`1511.06807`).
 
     .. math::
         \theta_{t+1} = \theta_t - \alpha \left(g_t + \xi_t\right), \qquad
         \xi_t \sim \mathcal N\!\left(0, \eta / (1 + t)^\gamma\right)
 
-    ``eta=0.01, gamma=0.55`` are the paper's (and Optax's). ``key`` (or
-    ``seed``) is required: see :func:`add_noise`. The default learning rate
-    1e-3 is :func:`gradtx.sgd`'s (Optax has none; the paper fixes none).
+    Args:
+        learning_rate: the step size :math:`\alpha`, by default :func:`gradtx.sgd`'s 1e-3 (Optax
+            has none; the paper fixes none): a number, 0-d array or schedule of the step, >= 0.
+        eta: the noise scale :math:`\eta`, the paper's (and Optax's) 0.01: a number, 0-d array or schedule of
+            the step, >= 0.
+        gamma: the annealing exponent :math:`\gamma`, the paper's (and Optax's) 0.55: a number, 0-d array or
+            schedule of the step, >= 0.
+        key: the PRNG key the state keeps: a ``jax.random.key``, a raw ``PRNGKey`` or an int
+            seed. It (or ``seed``) is required: see :func:`gradtx.add_noise`.
+        seed: an alias of ``key``; give one of them, not both.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -18,21 +18,9 @@ from gradtx.core import tree as _tree
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation, negate, stateless
 from gradtx.core.hyperparams import Hyperparams, renamed
-from gradtx.core.kit import (
-    cast_scalars,
-    check_updates,
-    magnitudes_like,
-    moments_like,
-    unzip,
-    update_moment,
-)
+from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
 from gradtx.core.numerics import compute_dtype, real_dtype, safe_increment, zero_count
-from gradtx.core.validation import (
-    check_decay,
-    check_nonnegative,
-    check_positive,
-    check_range,
-)
+from gradtx.core.validation import check_decay, check_nonnegative, check_positive, check_range
 from gradtx.transforms.combine import chain
 from gradtx.transforms.momentum import ema
 from gradtx.transforms.regularizers import add_decayed_weights
@@ -60,10 +48,11 @@ def scale_by_sign() -> GradientTransformation:
 
 
 def sign_sgd(learning_rate: ScalarOrSchedule = 1e-3) -> GradientTransformation:
-    r"""signSGD (Bernstein et al., 2018): :math:`\theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(g_t)`.
+    r"""signSGD (Bernstein et al., 2018, :arxiv:`1802.04434`): :math:`\theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(g_t)`.
 
-    Every coordinate moves by :math:`\eta`, as in Adam's first step; the default
-    1e-3 is Adam's for that reason (neither Optax nor the paper has a default).
+    Args:
+        learning_rate: :math:`\eta`, the step of every coordinate; a number, 0-d array or schedule. The
+            default 1e-3 is Adam's, whose first step is the same (neither Optax nor the paper has one).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -80,14 +69,18 @@ def signum(
     beta: float = 0.9,
     accumulator_dtype: Any = None,
 ) -> GradientTransformation:
-    r"""Signum (Bernstein et al., 2018): signSGD on a moving average of the gradients.
+    r"""Signum (Bernstein et al., 2018, :arxiv:`1802.04434`): signSGD on a moving average of the gradients.
 
     .. math::
         m_t = \beta m_{t-1} + (1-\beta) g_t, \qquad \theta_t = \theta_{t-1} - \eta\, \mathrm{sign}(m_t)
 
     A chain of :func:`gradtx.ema` (without bias correction, which cannot change
-    a sign), :func:`scale_by_sign` and the learning rate; the state holds
-    :math:`\beta` as ``beta``. Default learning rate as :func:`sign_sgd`.
+    a sign), :func:`scale_by_sign` and the learning rate.
+
+    Args:
+        learning_rate: :math:`\eta`; a number, 0-d array or schedule (default as :func:`sign_sgd`).
+        beta: the momentum's decay :math:`\beta` in [0, 1), a number or 0-d array (kept in the state as ``beta``).
+        accumulator_dtype: the dtype of :math:`m`; ``None``: that of each parameter.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -124,7 +117,7 @@ def scale_by_lion(
     mode: Literal["hard", "smooth", "refined"] = "hard",
     smooth_beta: float = 1.0,
 ) -> GradientTransformation:
-    r"""Lion's direction (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2).
+    r"""Lion's direction (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms", :arxiv:`2302.06675`, Algorithm 2).
 
     .. math::
         c_t = \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad u_t = \mathrm{sign}(c_t), \quad
@@ -132,8 +125,14 @@ def scale_by_lion(
 
     The sign interpolates between the momentum and the gradient with
     :math:`\beta_1`, while the momentum itself decays more slowly with
-    :math:`\beta_2`. Only the paper's ``mode="hard"`` is implemented; Optax's
-    other modes raise ``ValueError`` (``smooth_beta`` belongs to them).
+    :math:`\beta_2`.
+
+    Args:
+        b1: the interpolation :math:`\beta_1` in [0, 1) inside the sign, a number or 0-d array.
+        b2: the momentum's decay :math:`\beta_2` in [0, 1), a number or 0-d array.
+        mu_dtype: the dtype of :math:`m`; ``None``: that of each parameter.
+        mode: only the paper's ``"hard"`` is implemented; Optax's other modes raise ``ValueError``.
+        smooth_beta: belongs to Optax's other modes; unused, but it must be positive.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -176,14 +175,22 @@ def lion(
     weight_decay: ScalarOrSchedule = 1e-3,
     mask: Mask = None,
 ) -> GradientTransformation:
-    r"""Lion (Chen et al., 2023): the sign step of :func:`scale_by_lion` with decoupled weight decay.
+    r"""Lion (Chen et al., 2023, :arxiv:`2302.06675`): the sign step of :func:`scale_by_lion` with decoupled weight decay.
 
     .. math::
         \theta_t = \theta_{t-1} - \eta\, (\mathrm{sign}(c_t) + \lambda \theta_{t-1})
 
     The paper advises a learning rate 3-10x smaller than AdamW's (its sign steps
-    are larger) and a weight decay as much larger; the default learning rate 1e-4
-    is AdamW's 1e-3 divided so (Optax has none), ``weight_decay`` is Optax's 1e-3.
+    are larger) and a weight decay as much larger.
+
+    Args:
+        learning_rate: :math:`\eta`; a number, 0-d array or schedule. The default 1e-4 is AdamW's 1e-3
+            divided so (Optax has none).
+        b1: :math:`\beta_1`, as in :func:`scale_by_lion`.
+        b2: :math:`\beta_2`, as in :func:`scale_by_lion`.
+        mu_dtype: the dtype of the momentum; ``None``: that of each parameter.
+        weight_decay: :math:`\lambda`; a number, 0-d array or schedule (default Optax's 1e-3).
+        mask: the leaves to decay: a tree of bools or a function of the parameters; ``None``: all.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -217,11 +224,10 @@ def scale_by_rprop(
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
 ) -> GradientTransformation:
-    r"""Rprop's direction (Riedmiller & Braun, 1993), in the variant without backtracking ("Rprop-").
+    r"""Rprop's direction (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`), in the variant without backtracking ("Rprop-").
 
-    Each coordinate has its own step size :math:`\Delta`, starting at
-    ``learning_rate``, grown while its gradient keeps its sign and shrunk when
-    the sign flips:
+    Each coordinate has its own step size :math:`\Delta`, grown while its
+    gradient keeps its sign and shrunk when the sign flips:
 
     .. math::
         \Delta_t = \begin{cases}
@@ -234,11 +240,18 @@ def scale_by_rprop(
     Hüsken, 2000) does not and steps with the shrunk :math:`\Delta`. torch.optim
     and Optax implement iRprop-, which skips the step after a sign flip; Optax's
     first update is moreover zero, gradtx's is :math:`\mathrm{sign}(g_1)\Delta_0`.
-    The step sizes are state: ``learning_rate`` is only their initial value.
     Signs are compared as :math:`\mathrm{sign}(g_t)\mathrm{sign}(g_{t-1})`, which cannot overflow.
     For complex gradients :math:`\mathrm{sign}(z) = z/|z|` and the signs agree when
     :math:`\mathrm{Re}(\mathrm{sign}(g_t)\overline{\mathrm{sign}(g_{t-1})}) > 0`, i.e. the phase
     turned by less than 90 degrees; the step sizes are real.
+
+    Args:
+        learning_rate: the initial step size :math:`\Delta_0`, a positive number or 0-d array; the step
+            sizes are state, so this is only their starting value.
+        eta_minus: the shrink factor :math:`\eta^-` in (0, 1], a number or 0-d array.
+        eta_plus: the growth factor :math:`\eta^+ \ge 1`, a number or 0-d array.
+        min_step_size: the floor :math:`\Delta_{min} \ge 0`, a number or 0-d array.
+        max_step_size: the cap :math:`\Delta_{max} > 0`, a number or 0-d array.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -295,11 +308,18 @@ def rprop(
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
 ) -> GradientTransformation:
-    r"""Rprop- (Riedmiller & Braun, 1993; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
+    r"""Rprop- (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
 
-    See :func:`scale_by_rprop`. The default initial step size 0.1 is the
-    paper's (torch.optim uses 1e-2; Optax has none). Rprop is meant for
-    full-batch gradients: minibatch noise flips signs and shrinks the steps.
+    See :func:`scale_by_rprop`. Rprop is meant for full-batch gradients:
+    minibatch noise flips signs and shrinks the steps.
+
+    Args:
+        learning_rate: the initial step size :math:`\Delta_0`, a positive number or 0-d array; the default
+            0.1 is the paper's (torch.optim uses 1e-2; Optax has none).
+        eta_minus: the shrink factor :math:`\eta^-` in (0, 1], as in :func:`scale_by_rprop`.
+        eta_plus: the growth factor :math:`\eta^+ \ge 1`.
+        min_step_size: the floor :math:`\Delta_{min}` of the step sizes.
+        max_step_size: the cap :math:`\Delta_{max}` of the step sizes.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx

@@ -16,19 +16,8 @@ from gradtx.core.aliases import Mask, ScalarOrSchedule
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams, float_dtype
 from gradtx.core.kit import scaled
-from gradtx.core.numerics import (
-    moment_dtype,
-    safe_increment,
-    safe_norm,
-    scalar_loss,
-    zero_count,
-)
-from gradtx.core.validation import (
-    check_nonnegative,
-    check_one_of,
-    check_positive,
-    check_range,
-)
+from gradtx.core.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
+from gradtx.core.validation import check_nonnegative, check_one_of, check_positive, check_range
 from gradtx.transforms.combine import chain
 from gradtx.transforms.regularizers import add_decayed_weights
 from gradtx.transforms.scaling import scale_by_hyperparameter, scale_by_learning_rate
@@ -58,19 +47,24 @@ def scale_by_polyak(
     eps: float = 0.0,
     variant: str = "sps",
 ) -> GradientTransformation:
-    r"""Polyak's step size (Polyak, 1987), capped as SPS\ :sub:`max` (Loizou et al., 2021).
+    r"""Polyak's step size (Polyak, 1987), capped as SPS\ :sub:`max` (Loizou et al., 2021, :arxiv:`2002.10542`).
 
     .. math::
         \gamma_t = \min\left(\frac{f(\theta_t) - f^*}{\lVert g_t \rVert^2 + \epsilon},\; \gamma_{max}\right),
         \qquad u_t = \gamma_t\, g_t
 
-    with :math:`f^*` = ``f_min`` a lower bound of the loss, the norm over all
-    leaves together, and :math:`\gamma = \gamma_{max}` where the denominator is 0
-    (the gradient, and so the update, is then 0). ``variant="sps+"`` uses
-    :math:`\max(f(\theta_t) - f^*, 0)` (no step uphill when the bound is wrong).
+    with the norm over all leaves together, and :math:`\gamma = \gamma_{max}` where
+    the denominator is 0 (the gradient, and so the update, is then 0).
     Needs the loss as the extra argument ``value``; the returned direction is
     *added* by a learning rate transform, as in :func:`polyak_sgd`.
     ``state.step_size`` is the :math:`\gamma_t` of the last update.
+
+    Args:
+        f_min: :math:`f^*`, a lower bound of the loss; a finite number or 0-d array.
+        max_learning_rate: the cap :math:`\gamma_{max} \ge 0`, a number or 0-d array.
+        eps: :math:`\epsilon \ge 0`, added to :math:`\lVert g_t \rVert^2`; a number or 0-d array.
+        variant: ``"sps"``, or ``"sps+"`` for :math:`\max(f(\theta_t) - f^*, 0)` in the numerator
+            (no step uphill when the bound is wrong).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -119,10 +113,15 @@ def polyak_sgd(
 ) -> GradientTransformation:
     r"""Gradient descent with Polyak's step size: :math:`\theta_{t+1} = \theta_t - s\, \gamma_t g_t`.
 
-    :math:`\gamma_t` as in :func:`scale_by_polyak`; ``scaling`` :math:`s` (a
-    number or a schedule) multiplies it. There is no learning rate to tune:
-    ``max_learning_rate`` caps the step, and the loss must be passed as
-    ``update(..., value=loss)``.
+    :math:`\gamma_t` as in :func:`scale_by_polyak`. There is no learning rate to
+    tune, and the loss must be passed as ``update(..., value=loss)``.
+
+    Args:
+        max_learning_rate: the cap :math:`\gamma_{max}` of the step, a number or 0-d array.
+        scaling: the factor :math:`s \ge 0` on :math:`\gamma_t`; a number, 0-d array or schedule.
+        f_min: :math:`f^*`, a lower bound of the loss (see :func:`scale_by_polyak`).
+        eps: :math:`\epsilon`, added to :math:`\lVert g_t \rVert^2` (see :func:`scale_by_polyak`).
+        variant: ``"sps"`` or ``"sps+"`` (see :func:`scale_by_polyak`).
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -166,7 +165,7 @@ def scale_by_distance_over_gradients(
     param_dtype: Any = jnp.float32,
     global_scale: float = 1.0,
 ) -> GradientTransformation:
-    r"""Layer-wise DoG: distance over gradients (Ivgi, Hinder & Carmon, 2023, L-DoG).
+    r"""Layer-wise DoG: distance over gradients (Ivgi, Hinder & Carmon, 2023, :arxiv:`2302.12022`, L-DoG).
 
     For every leaf (block) separately,
 
@@ -175,10 +174,15 @@ def scale_by_distance_over_gradients(
         G_t = \sum_{i \le t} \lVert g_i \rVert^2, \quad
         u_t = s\, \frac{\bar r_t}{\sqrt{G_t + \epsilon}}\, g_t
 
-    with :math:`r_\epsilon` = ``reps_rel`` :math:`(1 + \lVert x_0 \rVert)` and
-    :math:`s` = ``global_scale``. The state keeps :math:`x_0` in ``param_dtype``
-    and two scalars per leaf. Needs the parameters; chain a learning rate of 1
-    to descend (``chain(scale_by_distance_over_gradients(), scale_by_learning_rate(1.0))``).
+    The state keeps :math:`x_0` and two scalars per leaf. Needs the parameters;
+    chain a learning rate of 1 to descend (``chain(scale_by_distance_over_gradients(), scale_by_learning_rate(1.0))``).
+
+    Args:
+        reps_rel: sets the first movement, :math:`r_\epsilon` = ``reps_rel`` :math:`(1 + \lVert x_0 \rVert)`
+            per leaf; a positive number or 0-d array.
+        eps: :math:`\epsilon \ge 0`, added to :math:`G_t`; a number or 0-d array.
+        param_dtype: the dtype in which :math:`x_0` is kept (complex for complex parameters).
+        global_scale: :math:`s \ge 0`, a number or 0-d array.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -287,21 +291,25 @@ def dog(
     weight_decay: ScalarOrSchedule | None = None,
     mask: Mask = None,
 ) -> GradientTransformation:
-    r"""DoG: distance over gradients, a step size that needs no tuning (Ivgi, Hinder & Carmon, 2023).
+    r"""DoG: distance over gradients, a step size that needs no tuning (Ivgi, Hinder & Carmon, 2023, :arxiv:`2302.12022`).
 
     .. math::
         \bar r_t = \max\left(r_\epsilon, \max_{i \le t} \lVert x_i - x_0 \rVert\right), \quad
         G_t = \sum_{i \le t} \lVert g_i \rVert^2, \quad
         x_{t+1} = x_t - c\, \frac{\bar r_t}{\sqrt{G_t + \epsilon}}\, g_t
 
-    with norms over all leaves together and :math:`c` = ``learning_rate`` (the
-    paper's default 1). ``init_step`` sets the first movement:
-    ``("heuristic", r)`` gives :math:`r_\epsilon = r (1 + \lVert x_0 \rVert)`
-    (the paper's rule), ``("distance", r)`` gives :math:`r_\epsilon = r`, and
-    ``("learning_rate", \eta_0)`` makes the first step :math:`\eta_0 g_0`.
-    ``weight_decay`` (with ``mask``) is added to the gradient before DoG sees
-    it (L2 regularization, as in the paper's code). The state keeps a copy of
+    with norms over all leaves together. The state keeps a copy of
     :math:`x_0` in the parameters' dtype.
+
+    Args:
+        learning_rate: :math:`c` (the paper's default 1); a number, 0-d array or schedule.
+        init_step: ``(kind, value)``, ``value`` a positive number or 0-d array, sets the first movement:
+            ``("heuristic", r)`` gives :math:`r_\epsilon = r (1 + \lVert x_0 \rVert)` (the paper's rule),
+            ``("distance", r)`` :math:`r_\epsilon = r` and ``("learning_rate", eta_0)`` a first step :math:`c\, \eta_0 g_0`.
+        eps: :math:`\epsilon \ge 0`, added to :math:`G_t`; a number or 0-d array.
+        weight_decay: an L2 coefficient whose term is added to the gradient before DoG sees it (as in the
+            paper's code); a number, 0-d array or schedule, ``None``: none.
+        mask: the leaves to decay: a tree of bools or a function of the parameters; ``None``: all.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx

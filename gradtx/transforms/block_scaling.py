@@ -58,16 +58,22 @@ def scale_by_trust_ratio(
     .. math::
         u \leftarrow u \cdot \frac{c\, \max(\lVert \theta \rVert, m)}{\max(\lVert u \rVert, m) + \epsilon}
 
-    per leaf, with :math:`c` = ``trust_coefficient`` and :math:`m` = ``min_norm``;
-    the ratio is 1 where either norm is 0 (zero-initialized parameters still
-    move, zero updates stay 0). This is the layer-wise factor of LARS
-    (You, Gitman & Ginsburg, 2017) and LAMB (You et al., 2019). Needs the
-    parameters.
+    per leaf; the ratio is 1 where either norm is 0 (zero-initialized parameters
+    still move, zero updates stay 0). This is the layer-wise factor of LARS
+    (You, Gitman & Ginsburg, 2017, :arxiv:`1708.03888`) and LAMB (You et al.,
+    2019, :arxiv:`1904.00962`). Needs the parameters.
 
-    Under ``shard_map`` or ``pmap`` with every leaf split across a mapped axis,
-    pass it as ``axis_name``: each block's norms are then those of the whole
-    leaf (``pmax`` and ``psum`` over the axis). Leave it ``None`` under ``jit``
-    with sharded arrays and when each device holds whole leaves.
+    Args:
+        min_norm: :math:`m`, a floor on both norms before the ratio is taken; 0 means none.
+            A number or a 0-d array, at least 0 (not a schedule).
+        trust_coefficient: :math:`c`, LARS's trust coefficient, which multiplies the ratio.
+            A number or a 0-d array, at least 0 (not a schedule).
+        eps: :math:`\epsilon`, added to the update's norm in the denominator. A number or a
+            0-d array, at least 0 (not a schedule).
+        axis_name: under ``shard_map`` or ``pmap`` with every leaf split across a mapped axis,
+            that axis: each block's norms are then those of the whole leaf (``pmax`` and
+            ``psum`` over it). ``None`` under ``jit`` with sharded arrays and when each device
+            holds whole leaves.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -138,7 +144,11 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> GradientTransformation
         u \leftarrow u \cdot \max(\lVert \theta \rVert_2, \epsilon_2)
 
     A step relative to the block's size, as Adafactor's relative step size
-    (Shazeer & Stern, 2018, section 8) with the norm in place of the RMS.
+    (Shazeer & Stern, 2018, :arxiv:`1804.04235`, section 8) with the norm in place of the RMS.
+
+    Args:
+        min_scale: :math:`\epsilon_2`, the smallest factor, so that parameters at 0 still
+            move. A number or a 0-d array, at least 0 (not a schedule).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -157,7 +167,11 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> GradientTransformation:
         u \leftarrow u \cdot \max(\mathrm{RMS}(\theta), \epsilon_2), \qquad
         \mathrm{RMS}(\theta) = \lVert \theta \rVert_2 / \sqrt{\mathrm{size}(\theta)}
 
-    Adafactor's relative step size (Shazeer & Stern, 2018, section 8).
+    Adafactor's relative step size (Shazeer & Stern, 2018, :arxiv:`1804.04235`, section 8).
+
+    Args:
+        min_scale: :math:`\epsilon_2`, the smallest factor, so that parameters at 0 still
+            move. A number or a 0-d array, at least 0 (not a schedule).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -182,7 +196,13 @@ def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> Gr
         u \leftarrow s \, \frac{u}{\lVert u \rVert_2 + \epsilon}
 
     with the norm over all leaves together (Nesterov, 1984; Hazan, Levy &
-    Shalev-Shwartz, 2015); a zero update stays zero.
+    Shalev-Shwartz, 2015, :arxiv:`1507.02030`); a zero update stays zero.
+
+    Args:
+        scale_factor: :math:`s`, the length of the result (up to :math:`\epsilon`); a negative
+            one flips the direction. Any finite number or 0-d array (not a schedule).
+        eps: :math:`\epsilon`, added to the norm in the denominator. A number or a 0-d
+            array, at least 0 (not a schedule).
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -26,6 +26,10 @@ def clip(max_delta: float) -> GradientTransformation:
     A complex element keeps its phase and has its modulus clipped to :math:`\delta`:
     :math:`u \min(1, \delta / |u|)`, which is the same clipping for a real one.
 
+    Args:
+        max_delta: :math:`\delta`, the largest magnitude an element keeps. A positive number
+            or 0-d array (not a schedule).
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.clip(1.0)
@@ -58,13 +62,16 @@ def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTr
     .. math::
         u \leftarrow u \cdot \frac{c}{\max(\lVert u \rVert_2, c)}
 
-    which leaves ``u`` unchanged when its norm is within ``c`` (Pascanu et al., 2013).
+    which leaves ``u`` unchanged when its norm is within ``c`` (Pascanu et al., 2013,
+    :arxiv:`1211.5063`).
 
-    Under ``shard_map`` or ``pmap`` with the updates split across a mapped
-    axis, pass that axis as ``axis_name``: the norm is then the norm of the
-    whole tree, summed over the devices (see :func:`gradtx.core.tree.norm`). Leave it
-    ``None`` under ``jit`` with sharded arrays and when every device holds the
-    whole (averaged) gradient.
+    Args:
+        max_norm: :math:`c`, the largest joint l2 norm of the updates. A positive number or
+            0-d array (not a schedule).
+        axis_name: under ``shard_map`` or ``pmap`` with the updates split across a mapped
+            axis, that axis: the norm is then that of the whole tree, summed over the devices
+            (see :func:`gradtx.core.tree.norm`). ``None`` under ``jit`` with sharded arrays
+            and when every device holds the whole (averaged) gradient.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -101,7 +108,12 @@ def clip_by_block_rms(threshold: float) -> GradientTransformation:
         u \leftarrow u \cdot \frac{c}{\max(\mathrm{rms}(u), c)}, \qquad
         \mathrm{rms}(u) = \lVert u \rVert_2 / \sqrt{\mathrm{size}(u)}
 
-    The update clipping of Adafactor (Shazeer & Stern, 2018, section 6), per leaf.
+    The update clipping of Adafactor (Shazeer & Stern, 2018, :arxiv:`1804.04235`, section 6),
+    per leaf.
+
+    Args:
+        threshold: :math:`c`, the largest root mean square a leaf keeps (Adafactor's
+            :math:`d`). A positive number or 0-d array (not a schedule).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -142,18 +154,24 @@ def adaptive_grad_clip(
     eps: float = 1e-3,
     axis: int | tuple[int, ...] | None = None,
 ) -> GradientTransformation:
-    r"""Unit-wise adaptive gradient clipping (Brock, De, Smith & Simonyan, 2021, NFNets).
+    r"""Unit-wise adaptive gradient clipping of NFNets (Brock, De, Smith & Simonyan, 2021, :arxiv:`2102.06171`).
 
     For every unit :math:`i` (the weights into one output),
 
     .. math::
         G_i \leftarrow G_i \cdot \min\left(1, \frac{\lambda \max(\lVert W_i \rVert, \epsilon)}{\lVert G_i \rVert}\right)
 
-    with :math:`\lambda` = ``clipping``. A unit is every axis but the last of a
-    leaf with two or more dimensions (kernels laid out ``(..., fan_in,
-    fan_out)``, as in Flax); each element of a vector or scalar is its own
-    unit. ``axis`` (an int or a tuple) names the reduced axes instead, for
-    every leaf with two or more dimensions. Needs the parameters.
+    A unit is every axis but the last of a leaf with two or more dimensions
+    (kernels laid out ``(..., fan_in, fan_out)``, as in Flax); each element of a
+    vector or scalar is its own unit. Needs the parameters.
+
+    Args:
+        clipping: :math:`\lambda`, the largest ratio of a unit's gradient norm to its weight
+            norm. A positive number or 0-d array (not a schedule).
+        eps: :math:`\epsilon`, the floor on the weight norm, so that units at 0 can still
+            move. A number or 0-d array, at least 0 (not a schedule).
+        axis: the axes a unit's norm reduces over (an int or a tuple), for every leaf with
+            two or more dimensions; ``None`` is every axis but the last.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -212,12 +230,18 @@ def _clipped_sum(x: jax.Array, factor: jax.Array) -> jax.Array:
 def per_example_global_norm_clip(grads: Any, l2_norm_clip: float) -> tuple[Any, jax.Array]:
     r"""Clip every example's gradient to a global l2 norm of at most ``C``, then sum over the batch.
 
-    Every leaf of ``grads`` holds per-example gradients along its first axis.
     Example :math:`i`'s gradient :math:`g_i` (all leaves together) is scaled
-    by :math:`\min(1, C / \lVert g_i \rVert)` (DP-SGD, Abadi et al., 2016).
+    by :math:`\min(1, C / \lVert g_i \rVert)` (DP-SGD, Abadi et al., 2016, :arxiv:`1607.00133`).
 
-    Returns the tree of summed clipped gradients (without the batch axis) and
-    the number of examples whose norm exceeded ``C``.
+    Args:
+        grads: a tree whose every leaf holds per-example gradients along its first axis,
+            of the same length in every leaf.
+        l2_norm_clip: :math:`C`, the largest l2 norm an example's gradient keeps. A positive
+            number or 0-d array.
+
+    Returns:
+        The tree of summed clipped gradients (without the batch axis), and the number of
+        examples whose norm exceeded :math:`C` (an int32 0-d array).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -245,13 +269,20 @@ def per_example_layer_norm_clip(grads: Any, global_l2_norm_clip: float, uniform:
 
     Leaf :math:`l` of example :math:`i` is scaled by
     :math:`\min(1, C_l / \lVert g_{i,l} \rVert)`, with per-leaf thresholds whose
-    squares add up to :math:`C^2` (per-layer clipping, McMahan et al., 2018):
-    :math:`C_l = C / \sqrt{L}` for :math:`L` leaves when ``uniform``, else
-    :math:`C_l = C \sqrt{d_l / d}` for a leaf holding :math:`d_l` of the
-    :math:`d` parameters.
+    squares add up to :math:`C^2` (per-layer clipping, McMahan et al., 2018,
+    :arxiv:`1710.06963`).
 
-    Returns the tree of summed clipped gradients and a tree of the number of
-    examples clipped in each leaf.
+    Args:
+        grads: a tree whose every leaf holds per-example gradients along its first axis,
+            of the same length in every leaf.
+        global_l2_norm_clip: :math:`C`. A positive number or 0-d array.
+        uniform: ``True`` gives every one of the :math:`L` leaves :math:`C_l = C / \sqrt{L}`;
+            ``False`` gives a leaf holding :math:`d_l` of the :math:`d` parameters (per
+            example) :math:`C_l = C \sqrt{d_l / d}`.
+
+    Returns:
+        The tree of summed clipped gradients (without the batch axis), and a tree of the
+        number of examples clipped in each leaf (int32 0-d arrays).
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -66,6 +66,10 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     taken as 0-d arrays. A member whose state is of the wrong kind (a state made
     by another optimizer) raises a ``TypeError`` naming the member.
 
+    Args:
+        *transforms: the transforms to apply, first to last; one that is not a
+            ``GradientTransformation`` raises a ``TypeError`` naming its position.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.chain(gradtx.clip(1.0), gradtx.scale(-0.1))
@@ -110,6 +114,10 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 def named_chain(*named: tuple[str, GradientTransformation]) -> GradientTransformation:
     """Like :func:`chain`, but the state is a dict from each member's name to its state.
+
+    Args:
+        *named: ``(name, transform)`` pairs, applied first to last; the names key the state
+            and must be unique (a ``ValueError`` otherwise).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -173,6 +181,13 @@ def conditionally_transform(
 
     When skipped, the inner state is left exactly as it was.
 
+    Args:
+        inner: the transform to apply at the chosen steps.
+        should_transform_fn: a function of the step, the number of updates before this one
+            (an int32 0-d array, traced), returning a boolean 0-d array.
+        forward_extra_args: whether ``inner.update`` receives the extra keyword arguments
+            of ``update``; ``False`` drops them.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.conditionally_transform(gradtx.scale(10.0), lambda step: step % 2 == 1)
@@ -194,6 +209,13 @@ def conditionally_mask(
 
     When skipped, the inner state is left exactly as it was.
 
+    Args:
+        inner: the transform to apply at the chosen steps.
+        should_transform_fn: a function of the step, the number of updates before this one
+            (an int32 0-d array, traced), returning a boolean 0-d array.
+        forward_extra_args: whether ``inner.update`` receives the extra keyword arguments
+            of ``update``; ``False`` drops them.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.conditionally_mask(gradtx.scale(10.0), lambda step: step >= 1)
@@ -211,6 +233,10 @@ def with_extra_args_support(transform: Any) -> GradientTransformation:
 
     Lets a hand-written ``(init, update)`` pair, or another library's
     transform, sit in a chain that forwards ``value=`` or ``key=``.
+
+    Args:
+        transform: anything with ``init`` and ``update(updates, state, params)``; an
+            ``update`` that already takes ``**kwargs`` is kept as it is.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -16,8 +16,9 @@ reuses them, so the next step evaluates :math:`f` only inside the search.
 The accepted :math:`\eta` is the state's ``learning_rate``, kept with the
 hyperparameters, where ``gradtx.hyperparams`` reads it.
 
-Reference: J. Nocedal & S. J. Wright, *Numerical Optimization*, 2nd ed., 2006,
-section 3.1 (Armijo backtracking) and Algorithms 3.5 and 3.6 (strong Wolfe zoom).
+Reference: J. Nocedal & S. J. Wright, *Numerical Optimization*, 2nd ed., 2006
+(:doi:`10.1007/978-0-387-40065-5`), section 3.1 (Armijo backtracking) and Algorithms
+3.5 and 3.6 (strong Wolfe zoom).
 
 For complex parameters the slope is :math:`\mathrm{Re}\langle \nabla f, d \rangle` and
 the gradient :math:`\partial f/\partial\,\mathrm{Re} + i\,\partial f/\partial\,\mathrm{Im}`,
@@ -155,7 +156,7 @@ def scale_by_backtracking_linesearch(
     store_grad: bool = False,
     verbose: bool = False,
 ) -> GradientTransformation:
-    r"""Backtracking until the Armijo sufficient-decrease condition holds (Nocedal & Wright, Alg. 3.1).
+    r"""Backtracking until the Armijo sufficient-decrease condition holds (Nocedal & Wright, 2006, :doi:`10.1007/978-0-387-40065-5`, Alg. 3.1).
 
     Starting from :math:`\eta_0 = \min(\gamma_{inc}\, \eta_{prev},\ \eta_{max})` it tries
     :math:`\eta_j = \eta_0 \gamma_{dec}^j` and takes the first that satisfies
@@ -163,12 +164,25 @@ def scale_by_backtracking_linesearch(
     .. math::
         f(x + \eta d) \le f(x) + c\, \eta \langle \nabla f(x), d \rangle + \epsilon_{abs} + \epsilon_{rel} |f(x)|
 
-    (:math:`c` = ``slope_rtol``, :math:`\gamma` the two factors, :math:`\epsilon` = ``atol``,
-    ``rtol``), evaluating :math:`f` at most ``max_backtracking_steps`` times; if none
-    does, the last step tried is taken. :math:`\eta_{prev}` is the previous accepted
-    step (``max_learning_rate`` before the first). ``store_grad=True`` evaluates the
-    gradient with each trial and keeps the accepted one for
-    :func:`value_and_grad_from_state`. Needs ``value``, ``grad`` and ``value_fn``.
+    with :math:`\eta_{prev}` the previous accepted step. Needs ``value``, ``grad``
+    and ``value_fn``. The numeric arguments are numbers or 0-d arrays, not schedules.
+
+    Args:
+        max_backtracking_steps: the most evaluations of :math:`f` in one search, an int of
+            at least 1; if no trial satisfies the condition, the last one is taken.
+        slope_rtol: :math:`c`, the fraction of the linear decrease asked for; in [0, 1).
+        decrease_factor: :math:`\gamma_{dec}`, the step's factor from one trial to the next;
+            in (0, 1).
+        increase_factor: :math:`\gamma_{inc}`, the factor on the previous accepted step that
+            gives the first trial; positive.
+        max_learning_rate: :math:`\eta_{max}`, the largest first trial, and
+            :math:`\eta_{prev}` before the first search; positive.
+        atol: :math:`\epsilon_{abs}`, an absolute slack on the condition; at least 0.
+        rtol: :math:`\epsilon_{rel}`, a slack relative to :math:`|f(x)|`; at least 0.
+        store_grad: evaluate the gradient with each trial and keep the accepted one in the
+            state, for :func:`value_and_grad_from_state`.
+        verbose: print (``jax.debug.print``) a line when a search ends without sufficient
+            decrease.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -313,9 +327,9 @@ def scale_by_zoom_linesearch(
     initial_guess_strategy: str = "keep",
     verbose: bool = False,
 ) -> GradientTransformation:
-    r"""A step satisfying the strong Wolfe conditions, by bracketing and zoom (Nocedal & Wright, Alg. 3.5, 3.6).
+    r"""A step satisfying the strong Wolfe conditions, by bracketing and zoom (Nocedal & Wright, 2006, :doi:`10.1007/978-0-387-40065-5`, Alg. 3.5, 3.6).
 
-    With :math:`\phi(\eta) = f(x + \eta d)`, :math:`c_1` = ``slope_rtol``, :math:`c_2` = ``curv_rtol``:
+    With :math:`\phi(\eta) = f(x + \eta d)`:
 
     .. math::
         \phi(\eta) \le \phi(0) + c_1 \eta \phi'(0) + \mathrm{tol}, \qquad
@@ -323,16 +337,31 @@ def scale_by_zoom_linesearch(
 
     The bracketing phase multiplies the step by ``increase_factor`` (up to
     ``max_learning_rate``) until an interval containing an acceptable step is
-    found; the zoom phase shrinks it by safeguarded cubic interpolation. With
-    ``approx_dec_rtol`` = :math:`\epsilon` the decrease condition also accepts Hager
-    & Zhang's approximate one, :math:`\phi(\eta) \le \phi(0) + \epsilon|\phi(0)|` and
+    found; the zoom phase shrinks it by safeguarded cubic interpolation. The
+    decrease condition may also accept the approximate one (Hager & Zhang, 2005,
+    :doi:`10.1137/030601880`), :math:`\phi(\eta) \le \phi(0) + \epsilon|\phi(0)|` and
     :math:`\phi'(\eta) \le (2 c_1 - 1)\phi'(0)`, which stays usable when
-    :math:`\phi` is flat to rounding near a minimum. After ``max_linesearch_steps``
-    evaluations, or once the bracket's width is below ``stepsize_precision`` times
-    its larger end, the lowest point satisfying the decrease condition is taken
-    (step 0 if none).
-    ``initial_guess_strategy`` is ``"one"`` (start at 1, right for quasi-Newton
-    directions) or ``"keep"`` (start at the previous accepted step).
+    :math:`\phi` is flat to rounding near a minimum. When the search ends without
+    a step satisfying both conditions, the lowest point satisfying the decrease
+    condition is taken (step 0 if none). The numeric arguments are numbers or 0-d
+    arrays, not schedules.
+
+    Args:
+        max_linesearch_steps: the most evaluations of :math:`f` (with its gradient) in one
+            search, an int of at least 1.
+        max_learning_rate: the largest step tried, positive; ``None`` for no bound.
+        tol: :math:`\mathrm{tol}`, a slack on both conditions; at least 0.
+        increase_factor: the step's factor from one bracketing trial to the next; above 1.
+        slope_rtol: :math:`c_1`, in (0, 1) and smaller than ``curv_rtol``.
+        curv_rtol: :math:`c_2`, in (0, 1).
+        approx_dec_rtol: :math:`\epsilon` of the approximate decrease condition, at least 0;
+            ``None`` keeps to the first condition above.
+        stepsize_precision: the search ends once the bracket's width is below this times
+            its larger end; at least 0.
+        initial_guess_strategy: ``"one"`` (start at 1, right for quasi-Newton directions)
+            or ``"keep"`` (start at the previous accepted step).
+        verbose: print (``jax.debug.print``) a line when a search ends without a strong
+            Wolfe step.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -489,14 +518,22 @@ _STATES = (ScaleByBacktrackingLinesearchState, ScaleByZoomLinesearchState)
 def value_and_grad_from_state(value_fn: Callable[..., jax.Array]) -> Callable[..., tuple[jax.Array, Updates]]:
     r"""``jax.value_and_grad(value_fn)``, but reusing what a line search in ``state`` already computed.
 
-    The returned function is called as ``fn(params, *args, state=opt_state, **kwargs)``.
     A line search keeps :math:`f` and :math:`\nabla f` at the point it accepted,
     which is the next iterate; when the state holds them (after the first step)
     they are returned without evaluating ``value_fn``, so an L-BFGS step costs
-    only the evaluations inside its line search. ``params`` must be the
-    parameters that the last update produced. The gradient of a complex
+    only the evaluations inside its line search. The gradient of a complex
     parameter is returned conjugated, as gradtx expects it (see "Complex
     parameters" in the design notes): ``jnp.conj`` of ``jax.grad``'s.
+
+    Args:
+        value_fn: :math:`f`, called as ``value_fn(params, *args, **kwargs)`` and returning
+            the scalar loss.
+
+    Returns:
+        A jitted function ``fn(params, *args, state=opt_state, **kwargs)`` returning
+        ``(value, grad)``. ``params`` must be the parameters that the last update
+        produced; ``state`` must hold exactly one line search, and a backtracking one must
+        be built with ``store_grad=True``, else it raises a ``ValueError``.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

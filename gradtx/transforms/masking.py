@@ -29,7 +29,15 @@ _VARIABLE_ATTRIBUTES = ("value", "raw_value")
 
 
 def param_path(path: tuple) -> str:
-    """The path patterns are matched against: keys joined by ``/``, without a Variable's ``value``."""
+    """The path patterns are matched against: keys joined by ``/``, without a Variable's ``value``.
+
+    Args:
+        path: a leaf's key path, as ``jax.tree_util.tree_flatten_with_path`` gives it.
+
+    Returns:
+        The keys joined by ``/``, less a trailing ``value`` or ``raw_value`` attribute (of
+        a Flax NNX ``Variable``).
+    """
     keys = list(path)
     while keys and isinstance(keys[-1], GetAttrKey) and keys[-1].name in _VARIABLE_ATTRIBUTES:
         keys.pop()
@@ -50,8 +58,15 @@ def _matches(path: str, patterns: tuple[str, ...]) -> bool:
 def path_mask(patterns: str | Iterable[str], *, invert: bool = False) -> Callable[[PyTree], PyTree]:
     """A mask function: True for the leaves whose path matches one of ``patterns``.
 
-    With ``invert=True``, True for the leaves that match none, which is the
-    usual form of "decay everything except biases and norm scales".
+    Args:
+        patterns: an :mod:`fnmatch` pattern, or an iterable of them (non-empty strings),
+            matched against each leaf's :func:`param_path`.
+        invert: True for the leaves that match none instead, the usual form of "decay
+            everything except biases and norm scales".
+
+    Returns:
+        A function of the parameters returning a tree of Python bools shaped like them,
+        for any ``mask`` argument.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -74,8 +89,15 @@ def path_labels(
 ) -> Callable[[PyTree], PyTree]:
     """A label function: each leaf gets the label of the first pattern its path matches.
 
-    ``rules`` maps patterns to labels, in order; a leaf that matches no pattern
-    gets ``default``, and if that is ``None`` it is an error naming the path.
+    Args:
+        rules: the :mod:`fnmatch` patterns and their labels, in order: a mapping from
+            pattern to label, or an iterable of ``(pattern, label)`` pairs.
+        default: the label of a leaf that matches no pattern; with ``None``, such a leaf
+            is a ``ValueError`` naming its path.
+
+    Returns:
+        A function of the parameters returning a tree of labels shaped like them, for
+        :func:`partition`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -111,6 +133,17 @@ class MaskedState(NamedTuple):
 
 
 def resolve_mask(mask: PyTree | Callable[[Params], PyTree], params: PyTree) -> PyTree:
+    """The mask for ``params``, checked: a ``ValueError`` if it is not shaped like them, a
+    ``TypeError`` naming the first leaf that is not a Python bool.
+
+    Args:
+        mask: a tree of Python bools shaped like ``params``, or a function of ``params``
+            returning one.
+        params: the tree the mask is for.
+
+    Returns:
+        The tree of Python bools.
+    """
     mask_tree = mask(params) if callable(mask) else mask
     _tree.check_same_structure(params, mask_tree, "the parameters", "the mask")
     for path, leaf in _tree.leaves_with_path(mask_tree):
@@ -126,8 +159,11 @@ def _select(mask_tree: PyTree, values: PyTree) -> PyTree:
 def masked(inner: GradientTransformation, mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
     """Apply ``inner`` to the leaves where ``mask`` is True; pass the others through.
 
-    ``mask`` is a tree of Python bools shaped like the parameters, or a function
-    of the parameters returning one. The inner state holds only selected leaves.
+    Args:
+        inner: the transform for the selected leaves; it sees only them, and its state
+            holds only them.
+        mask: a tree of Python bools shaped like the parameters, or a function of the
+            parameters returning one (such as :func:`path_mask`'s); True selects a leaf.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -174,9 +210,14 @@ def partition(
 ) -> GradientTransformation:
     """Apply a different transform to each group of parameters.
 
-    ``param_labels`` gives each leaf a label (a tree of labels shaped like the
-    parameters, or a function of the parameters returning one); each label's
-    transform sees only its leaves. Also known as ``multi_transform``.
+    Each label's transform sees only its leaves, and its state holds only them.
+    Also known as ``multi_transform``.
+
+    Args:
+        transforms: a dict from each label to its transform; a label without one is a
+            ``ValueError``.
+        param_labels: each leaf's label: a tree of labels shaped like the parameters, or
+            a function of the parameters returning one (such as :func:`path_labels`'s).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -220,6 +261,10 @@ multi_transform = partition
 def freeze(mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
     """Zero the updates of the leaves where ``mask`` is True (frozen parameters).
 
+    Args:
+        mask: a tree of Python bools shaped like the parameters, or a function of the
+            parameters returning one; True freezes a leaf.
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.freeze({"w": True, "b": False})
@@ -238,7 +283,10 @@ def selective_transform(
 ) -> GradientTransformation:
     """Run ``optimizer`` on the leaves where ``freeze_mask`` is False; the others get zero updates.
 
-    The optimizer's state holds only the trained leaves.
+    Args:
+        optimizer: the transform for the trained leaves; its state holds only them.
+        freeze_mask: a tree of Python bools shaped like the parameters, or a function of
+            the parameters returning one; True freezes a leaf.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

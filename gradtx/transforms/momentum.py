@@ -37,12 +37,18 @@ class TraceState(NamedTuple):
 
 
 def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -> GradientTransformation:
-    r"""Heavy-ball momentum (Polyak, 1964), with Nesterov's variant.
+    r"""Heavy-ball momentum (Polyak, 1964, :doi:`10.1016/0041-5553(64)90137-5`), with Nesterov's variant.
 
     .. math::
         b_t = g_t + \mu\, b_{t-1}, \qquad u_t = b_t \;\;(\text{or } g_t + \mu\, b_t \text{ with Nesterov})
 
-    ``decay`` is the momentum coefficient :math:`\mu`; the state holds it as ``momentum``.
+    Args:
+        decay: :math:`\mu`, the momentum coefficient, kept in the state as ``momentum``.
+            A number or 0-d array in [0, 1) (not a schedule).
+        nesterov: return :math:`g_t + \mu\, b_t` (Nesterov's variant) instead of :math:`b_t`.
+        accumulator_dtype: the dtype the buffer is stored in; ``None`` is the parameters'
+            own (a real dtype asked for complex parameters gives the complex one of that
+            precision).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -89,6 +95,14 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> Gra
 
     .. math::
         e_t = \beta e_{t-1} + (1-\beta) g_t, \qquad u_t = e_t / (1 - \beta^t) \;\;(\text{or } e_t)
+
+    Args:
+        decay: :math:`\beta`, the decay rate. A number or 0-d array in [0, 1) (not a
+            schedule).
+        debias: return :math:`e_t / (1 - \beta^t)`; ``False`` returns :math:`e_t`.
+        accumulator_dtype: the dtype the buffer is stored in; ``None`` is the parameters'
+            own (a real dtype asked for complex parameters gives the complex one of that
+            precision).
 
     Example:
         >>> import jax.numpy as jnp, gradtx

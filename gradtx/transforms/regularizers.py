@@ -31,9 +31,15 @@ def add_decayed_weights(
     r"""Add :math:`\lambda\,\theta` to the updates: weight decay, decoupled from the gradient.
 
     Placed before the learning rate in a chain, it gives AdamW's
-    :math:`\theta \leftarrow \theta - \eta(u + \lambda\theta)` (Loshchilov & Hutter, 2019).
-    ``weight_decay`` is a number or a schedule; ``mask`` (a tree of bools or a
-    function of the parameters) selects the leaves to decay.
+    :math:`\theta \leftarrow \theta - \eta(u + \lambda\theta)` (Loshchilov & Hutter, 2019,
+    :arxiv:`1711.05101`). Needs the parameters.
+
+    Args:
+        weight_decay: :math:`\lambda`, at least 0: a number, a 0-d array or a schedule of
+            the step (update :math:`t`, from 0, uses ``weight_decay(t)``).
+        mask: the leaves to decay: a tree of Python bools shaped like the parameters, or a
+            function of the parameters returning one (see :func:`masked`); ``None`` decays
+            every leaf.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -68,7 +74,7 @@ import numpy as np  # noqa: E402
 
 
 def centralize() -> GradientTransformation:
-    r"""Gradient centralization (Yong, Huang, Hua & Zhang, 2020).
+    r"""Gradient centralization (Yong, Huang, Hua & Zhang, 2020, :arxiv:`2004.01461`).
 
     For every leaf with two or more dimensions, subtract the mean over each
     output's fan-in, i.e. over every axis but the last (the ``(..., fan_in,
@@ -130,18 +136,24 @@ def _key_store(key: Any, seed: int | None, who: str):
 
 
 def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = None) -> GradientTransformation:
-    r"""Add annealed Gaussian noise to the gradient (Neelakantan et al., 2015).
+    r"""Add annealed Gaussian noise to the gradient (Neelakantan et al., 2015, :arxiv:`1511.06807`).
 
     .. math::
         u_t = g_t + \xi_t, \qquad \xi_t \sim \mathcal N\!\left(0, \frac{\eta}{(1 + t)^\gamma}\right)
 
     with :math:`t = 0, 1, \dots` the number of updates before this one. The
-    state keeps the PRNG key (``key``: a ``jax.random.key``, a raw
-    ``PRNGKey`` or an int seed; ``seed`` is an alias). Each update splits it
-    in two: the first half is the next state's key, the second is split into
-    one key per leaf (in flattening order), and leaf :math:`i`'s noise is
-    ``jax.random.normal(keys[i], shape, dtype)``. ``eta`` and ``gamma`` may be
-    schedules.
+    state keeps the PRNG key. Each update splits it in two: the first half is
+    the next state's key, the second is split into one key per leaf (in
+    flattening order), and leaf :math:`i`'s noise is
+    ``jax.random.normal(keys[i], shape, dtype)``.
+
+    Args:
+        eta: :math:`\eta`, the noise variance at :math:`t = 0`; at least 0: a number, a 0-d
+            array or a schedule of the step.
+        gamma: :math:`\gamma`, the exponent of its decay; at least 0: a number, a 0-d array
+            or a schedule of the step.
+        key: the PRNG key: a ``jax.random.key``, a raw ``PRNGKey`` or an int seed.
+        seed: an int seed, an alias of ``key``; give one of the two, not both.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx

@@ -25,6 +25,10 @@ class ScaleState(NamedTuple):
 def scale(step_size: float) -> GradientTransformation:
     """Multiply every update by ``step_size``.
 
+    Args:
+        step_size: the factor, kept in the state as ``step_size``: any number or 0-d array
+            (not a schedule; see :func:`scale_by_schedule`).
+
     Example:
         >>> import jax.numpy as jnp, gradtx
         >>> tx = gradtx.scale(-2.0)
@@ -50,9 +54,16 @@ class ScaleByScheduleState(NamedTuple):
 
 
 def scale_by_hyperparameter(name: str, value: ScalarOrSchedule, sign: float = 1.0) -> GradientTransformation:
-    """Multiply the updates by ``sign * value``, with ``value`` (a number or a schedule) kept in the
-    state under ``name``: the building block of :func:`scale_by_learning_rate` and of any step size
-    that should read back under its own name.
+    """Multiply the updates by ``sign * value``, with ``value`` kept in the state under ``name``:
+    the building block of :func:`scale_by_learning_rate` and of any step size that should read
+    back under its own name.
+
+    Args:
+        name: the name ``value`` is kept under, which :func:`gradtx.hyperparams` and
+            :func:`gradtx.set_hyperparams` read and set.
+        value: the factor: a number, a 0-d array or a schedule of the step (update
+            :math:`t`, from 0, uses ``value(t)``).
+        sign: a constant factor, not kept in the state: ``-1.0`` for descent.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -78,9 +89,11 @@ def scale_by_hyperparameter(name: str, value: ScalarOrSchedule, sign: float = 1.
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
     r"""Multiply by :math:`-\eta` (gradient *descent*), or by :math:`+\eta` with ``flip_sign=False``.
 
-    ``learning_rate`` is a number or a schedule ``step -> value``; update ``t``
-    (counting from 0) uses ``learning_rate(t)``. Read or set it with
-    ``gradtx.hyperparams(state)["learning_rate"]``.
+    Args:
+        learning_rate: :math:`\eta`, at least 0: a number, a 0-d array or a schedule
+            ``step -> value`` (update ``t``, counting from 0, uses ``learning_rate(t)``).
+            Read or set it with ``gradtx.hyperparams(state)["learning_rate"]``.
+        flip_sign: multiply by :math:`-\eta`; ``False`` multiplies by :math:`+\eta`.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -94,6 +107,11 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
 
 def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> GradientTransformation:
     """Multiply update ``t`` (counting from 0) by ``step_size_fn(t)``.
+
+    Args:
+        step_size_fn: a function of the step (an int32 0-d array) returning the factor, a
+            0-d value; its value for the next update is kept in the state as ``step_size``.
+            Anything not callable is a ``TypeError``.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -138,6 +156,19 @@ def reduce_on_plateau(
     :math:`\max(scale \cdot factor, min\_scale)` and ``cooldown`` windows follow in
     which no reduction happens (torch.optim's ``ReduceLROnPlateau`` semantics).
     Place it after the learning rate: ``chain(adam(1e-3), reduce_on_plateau())``.
+    ``factor``, ``rtol``, ``atol`` and ``min_scale`` are numbers or 0-d arrays, not
+    schedules.
+
+    Args:
+        factor: the scale's factor at each reduction, in (0, 1).
+        patience: the number of windows without improvement that are tolerated, an int of
+            at least 0.
+        rtol: the relative improvement on :math:`f_{best}` that counts, in [0, 1].
+        atol: the absolute improvement that counts, at least 0.
+        cooldown: the number of windows after a reduction in which none happens, an int of
+            at least 0.
+        accumulation_size: the number of updates in a window, an int of at least 1.
+        min_scale: the floor of the scale, at least 0.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

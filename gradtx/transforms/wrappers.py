@@ -41,7 +41,17 @@ def _all_finite(tree: Any) -> jax.Array:
 
 
 def skip_not_finite(updates: Updates, gradient_step: jax.Array, params: Params | None) -> tuple[jax.Array, dict]:
-    """A ``should_skip_update_fn`` for :class:`MultiSteps`: skip a step with a NaN or Inf."""
+    """A ``should_skip_update_fn`` for :class:`MultiSteps`: skip a step with a NaN or Inf.
+
+    Args:
+        updates: the gradients of this call.
+        gradient_step: the number of optimizer steps taken so far (not used).
+        params: the parameters, or ``None`` (not used).
+
+    Returns:
+        ``(skip, skip_state)``: whether any leaf holds a NaN or Inf (a boolean 0-d array),
+        and the dict ``{"should_skip": skip, "num_not_finite": count}``.
+    """
     del gradient_step, params
     counts = [jnp.sum(~jnp.isfinite(x)).astype(jnp.int32) for x in jax.tree.leaves(updates)]
     num_not_finite = jnp.sum(jnp.stack(counts)) if counts else jnp.zeros((), jnp.int32)
@@ -56,8 +66,18 @@ def skip_large_updates(
 ) -> tuple[jax.Array, dict]:
     """A ``should_skip_update_fn``: skip a step whose squared l2 norm exceeds ``max_squared_norm``.
 
-    Bind the threshold with ``functools.partial(skip_large_updates, max_squared_norm=...)``.
     A non-finite norm is skipped too.
+
+    Args:
+        updates: the gradients of this call; their norm is that of all leaves together.
+        gradient_step: the number of optimizer steps taken so far (not used).
+        params: the parameters, or ``None`` (not used).
+        max_squared_norm: the largest squared norm kept. Bind it with
+            ``functools.partial(skip_large_updates, max_squared_norm=...)``.
+
+    Returns:
+        ``(skip, skip_state)``: a boolean 0-d array, and the dict
+        ``{"should_skip": skip, "norm_squared": squared_norm}``.
     """
     del gradient_step, params
     norm_squared = _tree.norm(updates, squared=True)
@@ -79,11 +99,17 @@ class MultiSteps:
     """Accumulate gradients over ``k`` calls and take one optimizer step with their mean (or sum).
 
     Calls that are not the ``k``-th return zero updates and leave the inner state
-    as it was. The accumulator is one gradient-sized buffer (in
-    ``accumulator_dtype``, default the gradients' dtype). ``every_k_schedule`` is an
-    int or a function of the number of optimizer steps taken.
-    ``should_skip_update_fn(updates, gradient_step, params) -> (skip, skip_state)``
-    (e.g. :func:`skip_not_finite`) drops a call's gradients altogether.
+    as it was. The accumulator is one gradient-sized buffer.
+
+    Args:
+        opt: the inner optimizer, stepped once every ``k`` calls.
+        every_k_schedule: ``k``, an int of at least 1, or a function of the number of
+            optimizer steps taken returning it.
+        use_grad_mean: step with the mean of the ``k`` gradients; ``False`` uses their sum.
+        should_skip_update_fn: ``None``, or ``fn(updates, gradient_step, params) -> (skip,
+            skip_state)`` (such as :func:`skip_not_finite`): a call where ``skip`` is True
+            is dropped altogether, and ``skip_state`` is kept in the state.
+        accumulator_dtype: the accumulator's dtype; ``None`` is the parameters' own.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -158,7 +184,11 @@ class MultiSteps:
 
     @staticmethod
     def has_updated(state: MultiStepsState) -> jax.Array:
-        """True when the last call took an optimizer step."""
+        """True when the last call took an optimizer step.
+
+        Args:
+            state: a :class:`MultiStepsState`, as ``update`` returned it.
+        """
         return (state.mini_step == 0) & (state.gradient_step > 0)
 
     def gradient_transformation(self) -> GradientTransformation:
@@ -175,6 +205,9 @@ class ApplyEveryState(NamedTuple):
 
 def apply_every(k: int = 1) -> GradientTransformation:
     """Sum the updates of ``k`` calls and emit the sum on every ``k``-th call, zeros otherwise.
+
+    Args:
+        k: the number of calls summed, an int of at least 1; 1 passes every update through.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -219,9 +252,13 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
     """Skip steps whose updates hold a NaN or Inf: zero updates, inner state untouched.
 
     Parameters and the inner state stay exactly as they were on a bad step.
-    After more than ``max_consecutive_errors`` bad steps in a row the update is
-    applied anyway, so that a run that has truly diverged shows it.
     ``state.total_notfinite`` counts every skipped step.
+
+    Args:
+        inner: the transform applied on the other steps.
+        max_consecutive_errors: an int of at least 0: after more than this many bad steps
+            in a row the update is applied anyway, so that a run that has truly diverged
+            shows it.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -284,13 +321,20 @@ def lookahead(
     slow_step_size: float,
     reset_state: bool = False,
 ) -> GradientTransformation:
-    r"""Lookahead (Zhang et al., 2019): slow weights follow the fast ones every ``k`` steps.
+    r"""Lookahead (Zhang et al., 2019, :arxiv:`1907.08610`): slow weights follow the fast ones every ``k`` steps.
 
-    The fast weights take ``k = sync_period`` steps of ``fast_optimizer``; then
+    The fast weights :math:`\theta` take ``k`` steps of ``fast_optimizer``; then
     :math:`\phi \leftarrow \phi + \alpha(\theta - \phi)` and :math:`\theta \leftarrow \phi`.
     Parameters are :class:`LookaheadParams`; the gradients are those of the fast
     weights (a plain tree, or the ``fast`` field of a ``LookaheadParams``).
     Evaluate the model with the slow weights.
+
+    Args:
+        fast_optimizer: the optimizer of the fast weights.
+        sync_period: ``k``, an int of at least 1.
+        slow_step_size: :math:`\alpha`, in [0, 1]: a number or 0-d array (not a schedule).
+        reset_state: at each synchronisation, reset the fast optimizer's state to its
+            ``init`` of the synchronised weights.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -343,6 +387,9 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
     Trades a copy for far fewer, larger operations: worth it for trees of many
     small leaves. Leaves are promoted to one dtype for the inner transform and
     cast back afterwards.
+
+    Args:
+        inner: the transform to run on the one vector; its state is that of a vector.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -398,8 +445,20 @@ def inject_hyperparams(
     and, at every step, sets each hyperparameter given as a function of the step
     to that function's value. Numbers stay numbers (every gradtx hyperparameter
     already lives in the state, where :func:`set_hyperparams` changes it).
-    Callables that are not schedules, such as a weight-decay ``mask`` function,
-    must be named in ``static_args``.
+
+    Args:
+        inner_factory: the optimizer factory, such as :func:`gradtx.adam`; each argument
+            given as a schedule must be a hyperparameter its state keeps by that name (its
+            ``init`` raises a ``ValueError`` otherwise).
+        static_args: the name, or names, of arguments that are callables but not schedules
+            (such as a weight-decay ``mask`` function), passed through as they are; every
+            other callable argument is taken for a schedule.
+        hyperparam_dtype: the dtype the scheduled values are stored in; ``None`` keeps the
+            dtype of the entry they replace.
+
+    Returns:
+        A function taking ``inner_factory``'s arguments and returning the
+        ``GradientTransformation``.
 
     Example:
         >>> import jax.numpy as jnp, gradtx

@@ -235,8 +235,10 @@ def test_a_planted_cycle_is_reported(sources):
 
 def test_a_planted_upward_import_and_family_import_are_reported(sources):
     bad = planted(sources, "gradtx.transforms.scaling", "from gradtx.optimizers.adam import adam")
-    assert any(v.startswith("gradtx.transforms.scaling (transforms) imports gradtx.optimizers.adam") for v in
-               layer_violations(bad))
+    assert any(
+        v.startswith("gradtx.transforms.scaling (transforms) imports gradtx.optimizers.adam")
+        for v in layer_violations(bad)
+    )
     bad = planted(sources, "gradtx.optimizers.factored", "from gradtx.optimizers.sign import lion")
     assert any("gradtx.optimizers.factored" in v and "optimizers.sign" in v for v in family_violations(bad))
     bad = planted(sources, "gradtx.optimizers.factored", "from gradtx.optimizers.adam import _hidden")

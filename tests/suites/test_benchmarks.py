@@ -1,0 +1,164 @@
+"""The benchmark harness (benchmarks/) measures what it says, on a tiny tree.
+
+No timing is ever asserted: these tests check the harness's bookkeeping (rows, JSON, bytes per
+parameter, the floors' definitions), that the step it times is the optimizer's step, that the
+libraries run the same configurations, and that the docs' tables are rendered from the JSON.
+Optax and torch parts run only where those are installed.
+"""
+
+import json
+import os
+import re
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from benchmarks import libraries, render, run, timing, trees  # noqa: E402
+
+
+def assert_same_steps(start, actual, expected, **kwargs):
+    """The parameters moved alike from ``start``: equal up to float32 rounding, which differs between
+    implementations mostly in the bias corrections' 1 - b^t (relative error ~1e-5 for b2 = 0.999)."""
+    start = np.asarray(start, np.float64)
+    np.testing.assert_allclose(np.asarray(actual) - start, np.asarray(expected) - start, rtol=1e-4, atol=2e-8, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "tiny.json"
+    argv = ["--quick", "--optimizers", "adam,sgd,lion", "--steps", "2", "--warmup", "1", "--out", str(out)]
+    return run.main(argv), out
+
+
+def test_rows_have_every_field(result):
+    rows = result[0]["rows"]
+    floor = {r["optimizer"]: r["step_ms"] for r in rows if r["library"] == "floor"}
+    assert [(r["optimizer"], r["library"]) for r in rows] == [
+        (o, lib) for o in ("adam", "sgd", "lion") for lib in run.LIBRARIES
+    ]
+    for row in rows:
+        assert tuple(row) == run.FIELDS
+        assert (row["tree"], row["leaves"], row["params"]) == ("tiny", 4, 1072)
+        if row["status"] == "ok":
+            assert len(row["step_ms_samples"]) == 2 and row["step_ms"] > 0
+            assert row["x_floor"] == row["step_ms"] / floor[row["optimizer"]]
+        else:
+            assert row["status"] in ("n/a", "unsupported", "skipped") and row["note"] and row["step_ms"] is None
+    torch_lion = [r for r in rows if r["optimizer"] == "lion" and r["library"].startswith("torch")]
+    assert {r["status"] for r in torch_lion} <= {"n/a", "skipped"}
+
+
+def test_json_round_trips(result):
+    data, out = result
+    with open(out) as f:
+        assert json.load(f) == data
+    machine = data["machine"]
+    for key in ("cpu", "cores", "memory_gib", "jax", "jaxlib", "xla_backend", "xla_device"):
+        assert machine[key], key
+    assert data["command"].startswith("python3 benchmarks/run.py --quick") and data["date"]
+
+
+def test_state_bytes_per_parameter(result):
+    figures = {(r["optimizer"], r["library"]): r["state_bytes_per_param"] for r in result[0]["rows"]}
+    assert figures["adam", "gradtx"] == 8.0  # mu and nu in float32; 0-d counts and hyperparameters left out
+    assert figures["sgd", "gradtx"] == 4.0
+    assert figures["adam", "floor"] == 8.0 and figures["sgd", "floor"] == 4.0
+
+
+def test_floor_bytes_match_the_definitions():
+    expected = {"adam": 28, "chain": 32, "sgd": 20, "lion": 20, "adafactor": 24}
+    assert {name: floor.bytes_per_param for name, floor in timing.FLOORS.items()} == expected
+    params, grads = trees.build("tiny")
+    for name, floor in timing.FLOORS.items():
+        arrays = [s for s in floor.state if s not in ("t", "s")]
+        assert set(floor.writes) == {"p", *arrays} and set(floor.reads) == {"p", "g", *arrays}, name
+        assert timing.floor_step(name, params, grads).state_bytes() == 4 * 1072 * len(arrays), name
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "chain", "sgd", "lion"])
+def test_floor_is_the_optimizer_on_one_flat_array(optimizer):
+    """The floor computes the same update as gradtx (Adafactor's floor has flat, not factored, statistics)."""
+    params, grads = trees.build("tiny")
+    floor = timing.floor_step(optimizer, params, grads)
+    tx = libraries.jax_optimizer(gradtx, optimizer)
+    p, g = jnp.array(floor.params), floor.grads  # a copy: the floor donates its parameters
+    state = tx.init(p)
+    for _ in range(3):
+        floor()
+        updates, state = tx.update(g, state, p)
+        p = gradtx.apply_updates(p, updates)
+    start = np.concatenate([x.ravel() for x in jax.tree.leaves(params)])
+    assert_same_steps(start, floor.leaves()[0], p)
+
+
+def test_harness_times_the_update_of_a_plain_loop():
+    params, grads = trees.build("tiny")
+    before = jax.tree.map(np.copy, params)
+    step = libraries.make("gradtx", "adam", params, grads)
+    timing.measure(step, steps=2, warmup=1)  # three steps in all
+
+    tx = gradtx.adam(1e-3)
+    p, g = jax.tree.map(jnp.asarray, params), jax.tree.map(jnp.asarray, grads)
+    state = tx.init(p)
+    for _ in range(3):
+        updates, state = tx.update(g, state, p)
+        p = gradtx.apply_updates(p, updates)
+    for ours, expected in zip(step.leaves(), jax.tree.leaves(p)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-9)  # within an ulp or two
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(before)))
+
+
+@pytest.mark.parametrize("optimizer", libraries.OPTIMIZERS)
+def test_libraries_run_the_same_configuration(optimizer):
+    pytest.importorskip("optax")
+    params, grads = trees.build("tiny")
+    steps = {
+        "gradtx": libraries.make("gradtx", optimizer, params, grads),
+        "optax": libraries.make("optax", optimizer, params, grads),
+    }
+    if optimizer in ("adam", "chain", "sgd") and not libraries.missing("torch-foreach"):
+        steps["torch-foreach"] = libraries.make("torch-foreach", optimizer, params, grads)
+    for step in steps.values():
+        timing.measure(step, steps=3, warmup=0)
+    ours = steps.pop("gradtx").leaves()
+    for library, step in steps.items():
+        for start, expected, theirs in zip(jax.tree.leaves(params), ours, step.leaves()):
+            assert_same_steps(start, theirs, expected, err_msg=library)
+
+
+def test_markdown_has_every_row(result):
+    data = result[0]
+    full = render.full_table(data).splitlines()
+    assert len(full) == 2 + len(data["rows"])
+    assert all(line.startswith("| ") and line.endswith(" |") for line in full)
+    for line, row in zip(full[2:], data["rows"]):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:4] == [row["tree"], row["optimizer"], row["library"], render.step_cell(row)]
+    summary = render.summary_table(data).splitlines()
+    assert [line.split("|")[2].strip() for line in summary[2:]] == ["adam", "sgd", "lion"]
+
+
+def test_plots_are_written(result, tmp_path):
+    pytest.importorskip("matplotlib")
+    paths = render.plots(result[0], str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["benchmarks_params.png", "benchmarks_leaves.png"]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_docs_tables_are_rendered_from_their_json():
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), encoding="utf-8") as f:
+        page = f.read()
+    source = re.search(r"^% generated from (\S+) by benchmarks/render.py", page, re.MULTILINE).group(1)
+    with open(os.path.join(ROOT, source)) as f:
+        data = json.load(f)
+    assert render.docs_section(data, source) in page, (
+        f"rerun: python3 benchmarks/render.py {source} --docs docs/benchmarks.md"
+    )
