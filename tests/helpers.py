@@ -1,6 +1,7 @@
 """What the test modules share: the tables of every optimizer and transform, the step that
 passes the extra arguments, the convergence problems, the edge-case and convergence checks,
-and the run that the checkpoint test and its worker process resume.
+the checks of ``(id, make_tx, make_ref, rtol)`` rows against their references, and the run
+that the checkpoint test and its worker process resume.
 
 tests/suites/test_properties.py enumerates ``gradtx.__all__`` and fails when a public factory
 is missing from ``OPTIMIZERS`` or ``TRANSFORMS``, so a new optimizer or transform is added here.
@@ -17,8 +18,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import gradtx
+
+import references as R
 
 # ----------------------------------------------------------------- the loss and the step
 
@@ -373,6 +377,33 @@ def check_tiny_and_huge_gradients(make, huge_step):
     assert_descends_or_stays(huge, 1e30)
     for u in jax.tree.leaves(huge):
         np.testing.assert_allclose(np.abs(np.asarray(u, np.float64)), huge_step, rtol=1e-5)
+
+
+# --------------------------------------------------------------- rows against a reference
+# The table format of tests/optimizers/test_adam_variants.py, which test_layerwise.py (NovoGrad)
+# and test_rmsprop.py (AdaDelta) share: rows ``(id, make_tx, make_ref, float32 rtol or None for
+# references.RTOL)``, where ``make_tx`` builds the gradtx transform and ``make_ref`` its NumPy
+# reference.
+
+
+def reference_rows(cases):
+    """The rows as pytest params of ``make_tx, make_ref, f32_rtol``, each with its id."""
+    return [pytest.param(*c[1:], id=c[0]) for c in cases]
+
+
+def check_reference_row(make_tx, make_ref, f32_rtol, dtype, mode):
+    """One row, 12 steps on the nested test tree against its reference; returns the reference."""
+    rtol = f32_rtol if dtype == "float32" else None
+    return R.run_against_reference(make_tx(), make_ref(), dtype, mode, rtol=rtol)
+
+
+def check_none_leaves_and_zero_gradients(cases, mode):
+    """The ``scale_by*`` rows, in float32, on a tree with ``None`` leaves and gradients that are
+    zero for the first 2 of 4 steps, against their references."""
+    for make_tx, make_ref, _ in [c[1:] for c in cases if c[0].startswith("scale_by")]:
+        R.run_against_reference(
+            make_tx(), make_ref(), "float32", mode, steps=4, trees=(R.none_param_tree, R.none_grad_trees), zero_until=2
+        )
 
 
 # ------------------------------------------------------------------------ a run to resume

@@ -1,10 +1,15 @@
-"""LARS, LAMB and Fromage.
+"""LARS, LAMB, Fromage and NovoGrad.
 
-Each is run for 12 steps against an independent NumPy reference written from its paper, on the
-nested tree of ``references`` (dicts, a list, a tuple, a 0-d and a 4-d leaf), eagerly and under
-``jax.jit``, in float32 and float64; then on zero, tiny and huge gradients and on the
-convergence benchmark. The layer-wise blocks they are built from (the trust ratio and its kin)
-are tested in tests/transforms/test_block_scaling.py.
+Each is run for 12 steps against an independent NumPy reference written from its paper
+(``references/layerwise.py``), on the nested tree of ``references`` (dicts, a list, a tuple, a
+0-d and a 4-d leaf), eagerly and under ``jax.jit``, in float32 and float64; then on zero, tiny
+and huge gradients and on the convergence benchmark. NovoGrad's rows use the
+``(id, make_tx, make_ref, rtol)`` format of test_adam_variants.py and its checks from
+``helpers``: its blocks also run on ``None`` leaves and zero gradients, and its zero, tiny and
+huge gradients get the exact checks (zero updates, descent, the size of the step). Its weight
+decay and mask and its hyperparameter names are tested too. The layer-wise blocks LARS, LAMB
+and Fromage are built from (the trust ratio and its kin) are tested in
+tests/transforms/test_block_scaling.py.
 """
 
 import jax
@@ -15,8 +20,19 @@ import pytest
 import gradtx
 
 import references as R
-from helpers import EDGE_SCALES, check_edge_cases, run_problem
-from references.layerwise import LAMB, LARS, Fromage
+from helpers import (
+    EDGE_SCALES,
+    check_edge_cases,
+    check_none_leaves_and_zero_gradients,
+    check_reference_row,
+    check_tiny_and_huge_gradients,
+    check_zero_gradients,
+    reference_rows,
+    run_convergence,
+    run_problem,
+)
+from references.adam_variants import lr_ref
+from references.layerwise import LAMB, LARS, Fromage, NovoGrad
 
 MODES = ["eager", "jit"]
 DTYPES = ["float32", "float64"]
@@ -72,6 +88,51 @@ def test_matches_reference(name, kwargs, ref, dtype, mode):
     R.run_against_reference(tx, ref, dtype, mode)
 
 
+# NovoGrad, in the rows of test_adam_variants.py: (id, gradtx transform, reference, float32
+# rtol or None for references.RTOL); the "scale_by*" rows also run on None leaves.
+NOVOGRAD_CASES = [
+    ("scale_by_novograd", lambda: gradtx.scale_by_novograd(), lambda: NovoGrad(), None),
+    (
+        "scale_by_novograd-decay",
+        lambda: gradtx.scale_by_novograd(0.8, 0.6, 1e-3, 1e-4, weight_decay=0.1),
+        lambda: NovoGrad(0.8, 0.6, 1e-3, 1e-4, weight_decay=0.1),
+        None,
+    ),
+    (
+        "novograd-decay-mask-schedule",
+        lambda: gradtx.novograd(0.01, weight_decay=lambda t: 0.2 / (1 + t), mask=R.mask_matrices),
+        lambda: R.Chain(NovoGrad(eps=1e-6, weight_decay=lambda t: 0.2 / (1 + t), mask=R.mask_matrices), lr_ref(0.01)),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make_tx,make_ref,f32_rtol", reference_rows(NOVOGRAD_CASES))
+def test_novograd_matches_reference(make_tx, make_ref, f32_rtol, dtype, mode):
+    check_reference_row(make_tx, make_ref, f32_rtol, dtype, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_novograd_none_leaves_and_zero_gradients_against_the_references(mode):
+    check_none_leaves_and_zero_gradients(NOVOGRAD_CASES, mode)
+
+
+def test_novograd_needs_params_for_weight_decay_and_masks_leaves():
+    params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    tx = gradtx.novograd(1.0, weight_decay=0.5, mask={"w": True, "b": False})
+    with pytest.raises(ValueError, match="needs the parameters"):
+        tx.update(grads, tx.init(params))
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], -0.5)
+    np.testing.assert_array_equal(updates["b"], 0.0)
+    # without decay, the parameters are optional
+    plain = gradtx.novograd()
+    plain.update(grads, plain.init(params))
+
+
 def test_fromage_keeps_the_param_norm_bounded():
     """Fromage's step is orthogonal-ish and shrunk by 1/sqrt(1+eta^2): norms cannot blow up."""
     tx = gradtx.fromage(0.1)
@@ -110,6 +171,18 @@ def test_hyperparameters_are_readable_and_validated():
             build()
 
 
+def test_novograd_hyperparameters_read_back_under_its_argument_names():
+    params = {"w": jnp.ones(2)}
+    assert gradtx.hyperparams(gradtx.novograd().init(params)) == {
+        "b1": 0.9,
+        "b2": 0.25,
+        "eps": 1e-6,
+        "eps_root": 0.0,
+        "weight_decay": 0.0,
+        "learning_rate": 1e-3,
+    }
+
+
 TRANSFORMS = {
     "lars": lambda: gradtx.lars(weight_decay=0.1),
     "lamb": lambda: gradtx.lamb(weight_decay=0.1),
@@ -133,6 +206,18 @@ def test_edge_cases_stay_finite(name, scale):
     updates = check_edge_cases(TRANSFORMS[name], scale, apply=not direction)
     if scale == 0.0 and direction:
         assert not any(bool(jnp.any(u)) for u in jax.tree.leaves(updates)), "a zero gradient must give a zero update"
+
+
+# NovoGrad with its defaults (weight decay off, so that a zero gradient must give a zero
+# update). For float32 gradients of 1e30 the squares overflow float32, the per-leaf second
+# moments become +inf and the update, after 3 steps, is 0: no float32 state can hold
+# g^2 = 1e60, so a faithful form cannot do better.
+def test_novograd_zero_gradients_give_zero_updates():
+    check_zero_gradients(lambda: gradtx.novograd())
+
+
+def test_novograd_tiny_and_huge_float32_gradients_stay_finite():
+    check_tiny_and_huge_gradients(lambda: gradtx.novograd(), 0.0)
 
 
 # ------------------------------------------------------------------ convergence
@@ -160,3 +245,21 @@ CONVERGENCE = [
 def test_convergence(name, problem, lr, steps, factor):
     initial, final, _ = run_problem(getattr(gradtx, name)(lr), problem, steps)
     assert np.isfinite(final) and initial / final >= factor, (initial, final, initial / final)
+
+
+# NovoGrad, in the format of test_adam_variants.py and checked as there (helpers.run_convergence:
+# the parameters stay finite and the loss drops by `factor`): (optimizer, problem, learning rate,
+# steps, factor), every other hyperparameter the documented default; the factors are met with a
+# margin of about 10x in loss ratio, and the achieved factors are in the comments.
+NOVOGRAD_CONVERGENCE = [
+    ("novograd", "quadratic", 1e-2, 300, 1e4),  # 1.1e5
+    ("novograd", "rosenbrock", 1e-3, 1000, 1e3),  # 2.9e4
+    ("novograd", "digits", 3e-2, 300, 50),  # 400
+]
+
+
+@pytest.mark.parametrize(
+    "name,problem,lr,steps,factor", NOVOGRAD_CONVERGENCE, ids=[f"{c[0]}-{c[1]}" for c in NOVOGRAD_CONVERGENCE]
+)
+def test_novograd_convergence(name, problem, lr, steps, factor):
+    run_convergence(getattr(gradtx, name), lr, problem, steps, factor)
