@@ -6,7 +6,7 @@ by chaining small transforms. Every hyperparameter lives in the state, where
 ``gradtx.hyperparams`` reads it and ``gradtx.set_hyperparams`` changes it.
 """
 
-from gradtx import checkpoint, distributed, tree
+from gradtx import checkpoint, distributed, losses, tree
 from gradtx.core.base import (  # The protocol
     EmptyState,
     GradientTransformation,
@@ -22,6 +22,24 @@ from gradtx.core.hyperparams import (  # Hyperparameters in the state
     hyperparams,
     set_hyperparams,
     step_count,
+)
+from gradtx.losses import (  # Losses, as at Optax's top level (all of them in gradtx.losses)
+    convex_kl_divergence,
+    cosine_distance,
+    cosine_similarity,
+    generalized_kl_divergence,
+    hinge_loss,
+    huber_loss,
+    kl_divergence,
+    l2_loss,
+    log_cosh,
+    safe_softmax_cross_entropy,
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    smooth_labels,
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+    squared_error,
 )
 from gradtx.microbatching import (  # Microbatching
     microbatch,
@@ -431,8 +449,26 @@ __all__ = [
     "lbfgs",
     "scale_by_lbfgs",
     "ScaleByLBFGSState",
+    # Losses
+    "convex_kl_divergence",
+    "cosine_distance",
+    "cosine_similarity",
+    "generalized_kl_divergence",
+    "hinge_loss",
+    "huber_loss",
+    "kl_divergence",
+    "l2_loss",
+    "log_cosh",
+    "safe_softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "smooth_labels",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
+    "squared_error",
     # namespaces
     "checkpoint",
     "distributed",
+    "losses",
     "tree",
 ]

@@ -22,9 +22,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGE = os.path.join(ROOT, "gradtx")
 
-# The face re-exports; schedules are building blocks that import only the core.
-FACE = {"gradtx", "gradtx.tree"}
-LAYERS = {"core": 0, "transforms": 1, "schedules": 1, "optimizers": 2, "contrib": 2}
+# The face re-exports; schedules, losses and projections are building blocks that import only the core.
+FACE = {"gradtx", "gradtx.tree", "gradtx.tree_utils"}
+LAYERS = {"core": 0, "transforms": 1, "schedules": 1, "losses": 1, "projections": 1, "optimizers": 2, "contrib": 2}
 INTEGRATION, FACE_RANK = 3, 4
 LAYER_NAMES = {0: "core", 1: "transforms", 2: "optimizers", 3: "integration", 4: "the face"}
 SHARED_FAMILY = "gradtx.optimizers.adam"

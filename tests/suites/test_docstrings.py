@@ -31,7 +31,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/suites/ -> root
 PACKAGE = os.path.join(ROOT, "gradtx")
-DOCUMENTED_PACKAGES = ("gradtx.optimizers", "gradtx.transforms")
+DOCUMENTED_PACKAGES = ("gradtx.optimizers", "gradtx.transforms", "gradtx.losses", "gradtx.projections")
 
 # Citations left without a link, each with the reason: keep this short.
 UNLINKED = {

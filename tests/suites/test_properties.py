@@ -311,8 +311,8 @@ def _public_factories() -> dict[str, Any]:
             continue
         if inspect.isclass(obj) and issubclass(obj, tuple):
             continue
-        if getattr(obj, "__module__", None) == "gradtx.schedules":
-            continue
+        if getattr(obj, "__module__", "").startswith(("gradtx.schedules", "gradtx.losses")):
+            continue  # functions of the step or losses, not transforms
         assert callable(obj), f"gradtx.{name} is neither callable nor a module nor a tuple class"
         out[name] = obj
     return out
