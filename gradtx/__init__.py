@@ -97,6 +97,7 @@ from gradtx.optimizers.lbfgs import (  # L-BFGS
 )
 from gradtx.optimizers.optimistic import (  # Optimistic methods
     ScaleByOptimisticGradientState,
+    optimistic_adam,
     optimistic_adam_v2,
     optimistic_gradient_descent,
     scale_by_optimistic_gradient,
@@ -185,6 +186,15 @@ from gradtx.transforms.combine import (  # Combining transforms
     named_chain,
     with_extra_args_support,
 )
+from gradtx.transforms.injection import (  # Injected hyperparameters
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    StatefulSchedule,
+    WrappedSchedule,
+    WrappedScheduleState,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+)
 from gradtx.transforms.linesearch import (  # Line searches
     BacktrackingLinesearchInfo,
     ScaleByBacktrackingLinesearchState,
@@ -234,7 +244,6 @@ from gradtx.transforms.scaling import (  # Scaling
 from gradtx.transforms.wrappers import (  # Wrappers
     ApplyEveryState,
     ApplyIfFiniteState,
-    InjectHyperparamsState,
     LookaheadParams,
     LookaheadState,
     MultiSteps,
@@ -242,7 +251,6 @@ from gradtx.transforms.wrappers import (  # Wrappers
     apply_every,
     apply_if_finite,
     flatten,
-    inject_hyperparams,
     lookahead,
     skip_large_updates,
     skip_not_finite,
@@ -329,6 +337,11 @@ __all__ = [
     "flatten",
     "inject_hyperparams",
     "InjectHyperparamsState",
+    "inject_stateful_hyperparams",
+    "InjectStatefulHyperparamsState",
+    "StatefulSchedule",
+    "WrappedSchedule",
+    "WrappedScheduleState",
     "lookahead",
     "LookaheadParams",
     "LookaheadState",
@@ -437,6 +450,7 @@ __all__ = [
     "scale_by_polyak",
     "ScaleByPolyakState",
     # Optimistic methods
+    "optimistic_adam",
     "optimistic_adam_v2",
     "optimistic_gradient_descent",
     "scale_by_optimistic_gradient",

@@ -88,6 +88,7 @@ OPTIMIZERS = {
     "dog": lambda: gradtx.dog(),
     "optimistic_gradient_descent": lambda: gradtx.optimistic_gradient_descent(),
     "optimistic_adam_v2": lambda: gradtx.optimistic_adam_v2(),
+    "optimistic_adam": lambda: gradtx.optimistic_adam(1e-3),
     "lbfgs": lambda: gradtx.lbfgs(),
     "asgd": lambda: gradtx.asgd(),
 }

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx.core import paths as _paths
 from gradtx.core import tree as _tree
 from gradtx.core.base import GradientTransformation
 from gradtx.core.numerics import zero_count
@@ -112,9 +113,29 @@ def hyperparam_entries(state: Any) -> list[_Entry]:
         qualified = "/".join(names[:at] + [name])
         if qualified in entries:
             continue
-        node = _tree.node_at(state, path[: at + 2])
+        node = _paths.node_at(state, path[: at + 2])
         entries[qualified] = _Entry(qualified, name, index, isinstance(node, Scheduled))
-    return list(entries.values())
+    return _unshadowed(list(entries.values()))
+
+
+def _owner(entry: _Entry) -> str:
+    return entry.qualified.rpartition("/")[0]
+
+
+def _inside(inner: str, outer: str) -> bool:
+    return inner != outer and (outer == "" or inner.startswith(outer + "/"))
+
+
+def _unshadowed(entries: list[_Entry]) -> list[_Entry]:
+    """A wrapper's hyperparameter stands for the same name in the states it wraps (the wrapper
+    writes its value there before every update, as ``inject_hyperparams`` does), unless the wrapped
+    one follows a schedule: then that one, the value of the next update, is the entry."""
+    hidden: set[str] = set()
+    for outer in entries:
+        for inner in entries:
+            if inner.name == outer.name and _inside(_owner(inner), _owner(outer)):
+                hidden.add(outer.qualified if inner.scheduled else inner.qualified)
+    return [e for e in entries if e.qualified not in hidden]
 
 
 def _plain(value: Any) -> Any:

@@ -6,7 +6,6 @@ the inner hyperparameters by name works through the wrapper.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -17,11 +16,7 @@ from gradtx.core import tree as _tree
 from gradtx.core.aliases import Params, Updates
 from gradtx.core.base import GradientTransformation, check_state
 from gradtx.core.hyperparams import (
-    HYPERPARAMS_FIELD,
     Hyperparams,
-    Scheduled,
-    float_dtype,
-    hyperparam_entries,
 )
 from gradtx.core.kit import moments_like
 from gradtx.core.numerics import safe_increment, zero_count
@@ -409,95 +404,3 @@ def flatten(inner: GradientTransformation) -> GradientTransformation:
         return unravel(new_flat), state
 
     return GradientTransformation(init, update)
-
-
-class InjectHyperparamsState(NamedTuple):
-    """``inject_hyperparams``: the step count and the inner optimizer's state."""
-
-    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
-    inner_state: Any
-
-
-def _schedule_entries(state: Any, values: dict[str, jax.Array], dtype: Any) -> tuple[Any, set[str]]:
-    """Replace every entry named in ``values`` by ``Scheduled(value)``; return the names found."""
-    found: set[str] = set()
-
-    def replace(path, leaf):
-        names = [_tree.key_name(k) for k in path]
-        if len(names) < 2 or names[-2] != HYPERPARAMS_FIELD or names[-1] not in values:
-            return leaf
-        found.add(names[-1])
-        old = leaf.value if isinstance(leaf, Scheduled) else leaf
-        return Scheduled(jnp.asarray(values[names[-1]]).astype(dtype or jnp.asarray(old).dtype))
-
-    new = jax.tree_util.tree_map_with_path(replace, state, is_leaf=lambda x: isinstance(x, Scheduled))
-    return new, found
-
-
-def inject_hyperparams(
-    inner_factory: Callable[..., Any],
-    static_args: str | tuple[str, ...] = (),
-    hyperparam_dtype: Any = None,
-) -> Callable[..., Any]:
-    """Let any numeric argument of an optimizer factory be a schedule.
-
-    ``inject_hyperparams(gradtx.adam)(learning_rate=sched, b1=0.9)`` builds Adam
-    and, at every step, sets each hyperparameter given as a function of the step
-    to that function's value. Numbers stay numbers (every gradtx hyperparameter
-    already lives in the state, where :func:`set_hyperparams` changes it).
-
-    Args:
-        inner_factory: the optimizer factory, such as :func:`gradtx.adam`; each argument
-            given as a schedule must be a hyperparameter its state keeps by that name (its
-            ``init`` raises a ``ValueError`` otherwise).
-        static_args: the name, or names, of arguments that are callables but not schedules
-            (such as a weight-decay ``mask`` function), passed through as they are; every
-            other callable argument is taken for a schedule.
-        hyperparam_dtype: the dtype the scheduled values are stored in; ``None`` keeps the
-            dtype of the entry they replace.
-
-    Returns:
-        A function taking ``inner_factory``'s arguments and returning the
-        ``GradientTransformation``.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=lambda t: 0.1 / (1 + t), momentum=0.9)
-        >>> state = tx.init(jnp.zeros(1))
-        >>> _, state = tx.update(jnp.ones(1), state)
-        >>> gradtx.hyperparams(state)
-        {'momentum': 0.9, 'learning_rate': 0.05}
-    """
-    static = {static_args} if isinstance(static_args, str) else set(static_args)
-    signature = inspect.signature(inner_factory)
-
-    def build(*args: Any, **kwargs: Any):
-
-        given = dict(signature.bind(*args, **kwargs).arguments)
-        schedules = {k: v for k, v in given.items() if k not in static and callable(v)}
-        placeholders = {k: jnp.asarray(s(0), dtype=float_dtype()) for k, s in schedules.items()}
-        inner = inner_factory(**{**given, **placeholders})
-
-        def at(count):
-            return {k: s(count) for k, s in schedules.items()}
-
-        def init(params):
-            inner_state, found = _schedule_entries(inner.init(params), at(zero_count()), hyperparam_dtype)
-            missing = sorted(set(schedules) - found)
-            if missing:
-                known = sorted({e.name for e in hyperparam_entries(inner_state)})
-                raise ValueError(
-                    f"inject_hyperparams: the state of {getattr(inner_factory, '__name__', inner_factory)} "
-                    f"keeps no hyperparameter named {missing}; it keeps {known}"
-                )
-            return InjectHyperparamsState(zero_count(), inner_state)
-
-        def update(updates, state, params=None, **extra_args):
-            updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-            count = safe_increment(state.count)
-            inner_state, _ = _schedule_entries(inner_state, at(count), hyperparam_dtype)
-            return updates, InjectHyperparamsState(count, inner_state)
-
-        return GradientTransformation(init, update)
-
-    return build

@@ -15,7 +15,7 @@ import gradtx
 
 import references as R
 from helpers import EDGE_SCALES, check_edge_cases, run_problem
-from references.optimistic import Optimistic, OptimisticAdam, ref_ogd
+from references.optimistic import Optimistic, OptimisticAdam, ref_ogd, ref_optimistic_adam
 
 MODES = ["eager", "jit"]
 DTYPES = ["float32", "float64"]
@@ -46,6 +46,13 @@ CASES = [
         "custom",
         dict(learning_rate=lambda t: 0.01 / (1.0 + t), alpha=0.5, beta=0.25, b1=0.5, b2=0.9, eps=1e-3, eps_root=1e-4),
         OptimisticAdam,
+    ),
+    ("optimistic_adam", "default", dict(learning_rate=0.01), ref_optimistic_adam),
+    (
+        "optimistic_adam",
+        "custom",
+        dict(learning_rate=lambda t: 0.01 / (1.0 + t), optimism=0.02, b1=0.5, nesterov=False),
+        ref_optimistic_adam,
     ),
 ]
 
@@ -89,7 +96,7 @@ def test_first_step_and_state():
     state = tx.init({"w": jnp.zeros(2)})
     assert gradtx.hyperparams(state) == {"alpha": 1.0, "beta": 0.5, "learning_rate": 0.5}
     u, state = tx.update({"w": jnp.array([1.0, -2.0])}, state)
-    np.testing.assert_allclose(u["w"], [-0.75, 1.5])  # -0.5 * 1.5 g
+    np.testing.assert_allclose(u["w"], [-0.5, 1.0])  # -0.5 * alpha g: no change yet on the first step
     np.testing.assert_array_equal(gradtx.tree.get(state, "prev_grad")["w"], [1.0, -2.0])
     with pytest.raises(ValueError, match="^alpha must be in"):
         gradtx.scale_by_optimistic_gradient(alpha=-1.0)
