@@ -35,5 +35,15 @@ Mask = PyTree | Callable[[Params], PyTree] | None
 """Which leaves a transform acts on: a tree of booleans shaped like the parameters (or a prefix of
 them), a function of the parameters returning one, or ``None`` for all of them."""
 
+ConditionFn = Callable[[jax.Array], jax.Array]
+"""A function of the step count returning a boolean 0-d array (``conditionally_transform``)."""
+
+MaskOrFn = Mask
+"""Optax's name for :data:`Mask`."""
+
+ShouldSkipUpdateFunction = Callable[[Any, jax.Array, Any], tuple[jax.Array, Any]]
+"""``(updates, gradient_step, params) -> (should_skip, auxiliary)``: a test for ``MultiSteps``
+(``skip_not_finite``, ``skip_large_updates``)."""
+
 AxisNames = str | Sequence[str]
 """One mesh axis name or several."""

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import OptState, Params, PyTree, Updates
+from gradtx.core.recipe import recipe
 
 
 class InitFn(Protocol):
@@ -27,6 +28,16 @@ class UpdateFn(Protocol):
     def __call__(
         self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
     ) -> tuple[Updates, OptState]: ...
+
+
+TransformInitFn = InitFn
+"""Optax's name for the type of ``init``."""
+
+TransformUpdateFn = UpdateFn
+"""Optax's name for the type of ``update``."""
+
+TransformUpdateExtraArgsFn = UpdateFn
+"""Optax's name for ``update`` taking ``**extra_args``: every gradtx ``update`` does."""
 
 
 class GradientTransformation(NamedTuple):
@@ -45,9 +56,44 @@ class GradientTransformation(NamedTuple):
     init: InitFn
     update: UpdateFn
 
+    # Equal when built the same way (gradtx.core.recipe), so that gradtx.adam(1e-3) ==
+    # gradtx.adam(1e-3) and one passed as a static argument of jax.jit is not recompiled.
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, GradientTransformation):
+            return (recipe(self.init), recipe(self.update)) == (recipe(other.init), recipe(other.update))
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash((recipe(self.init), recipe(self.update)))
+
+
+GradientTransformationExtraArgs = GradientTransformation
+"""Optax's name for a transformation whose ``update`` takes extra arguments; in gradtx that is
+every ``GradientTransformation``, so the two names are one class."""
+
 
 class EmptyState(NamedTuple):
     """The state of a transform that keeps none."""
+
+
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of a transform without state: ignores ``params`` and returns ``EmptyState()``.
+
+    Args:
+        params: the parameters (unused).
+
+    Example:
+        >>> import gradtx
+        >>> gradtx.init_empty_state({"w": 1.0})
+        EmptyState()
+    """
+    del params
+    return EmptyState()
 
 
 def check_state(who: str, state: Any, kind: type) -> None:
@@ -86,8 +132,11 @@ def identity() -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
-    """A transform from a pure function ``fn(updates, params) -> updates``.
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transform from a pure function ``f(updates, params) -> updates``.
+
+    Args:
+        f: the function of the whole update tree and the parameters (None when not given).
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -102,9 +151,31 @@ def stateless(fn: Callable[[Updates, Params | None], Updates]) -> GradientTransf
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
-        return fn(updates, params), state
+        return f(updates, params), state
 
     return GradientTransformation(init, update)
+
+
+def stateless_with_tree_map(f: Callable[[jax.Array, jax.Array | None], jax.Array]) -> GradientTransformation:
+    """A transform from a function of one leaf, ``f(update, param) -> update``, applied leaf by leaf
+    (``param`` is None when no parameters are given).
+
+    Args:
+        f: the function of one update leaf and its parameter leaf.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> halve = gradtx.stateless_with_tree_map(lambda g, p: g / 2)
+        >>> halve.update({"w": jnp.ones(2)}, halve.init(None))[0]["w"].tolist()
+        [0.5, 0.5]
+    """
+
+    def leafwise(updates, params):
+        if params is None:
+            return jax.tree.map(lambda g: f(g, None), updates)
+        return jax.tree.map(f, updates, params)
+
+    return stateless(leafwise)
 
 
 def set_to_zero() -> GradientTransformation:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -14,7 +16,11 @@ def zero_count() -> jax.Array:
 
 
 def safe_increment(count: jax.Array) -> jax.Array:
-    """``count + 1``, saturating at the largest value of its dtype instead of wrapping.
+    """``count + 1``, saturating at the largest value of its dtype instead of wrapping (a float
+    count is simply incremented).
+
+    Args:
+        count: an integer (or float) array.
 
     Example:
         >>> import jax.numpy as jnp
@@ -22,8 +28,14 @@ def safe_increment(count: jax.Array) -> jax.Array:
         >>> int(safe_increment(jnp.asarray(2**31 - 1, jnp.int32)))
         2147483647
     """
+    count = jnp.asarray(count)
+    if not jnp.issubdtype(count.dtype, jnp.integer):
+        return count + 1
     limit = jnp.iinfo(count.dtype).max
     return jnp.where(count < limit, count + 1, limit).astype(count.dtype)
+
+
+safe_int32_increment = safe_increment  # Optax's older name
 
 
 def bias_correction(moment: jax.Array, decay: jax.Array, count: jax.Array) -> jax.Array:
@@ -78,7 +90,7 @@ def norm_dtype(x: jax.Array):
     return jnp.promote_types(jnp.asarray(x).real.dtype, jnp.float32)
 
 
-def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
+def stable_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
     r"""The l2 norm of ``x`` over ``axis``, scaled by :math:`\max|x|` so that it neither overflows nor vanishes.
 
     ``sqrt(sum(x**2))`` is ``inf`` for float32 entries near 1e30 and 0 near 1e-30;
@@ -86,8 +98,8 @@ def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> from gradtx.core.numerics import safe_norm
-        >>> round(float(safe_norm(jnp.array([3e30, 4e30]))) / 1e30, 5)
+        >>> from gradtx.core.numerics import stable_norm
+        >>> round(float(stable_norm(jnp.array([3e30, 4e30]))) / 1e30, 5)
         5.0
     """
     x = jnp.asarray(x)
@@ -103,9 +115,9 @@ def safe_norm(x: jax.Array, axis=None, keepdims: bool = False) -> jax.Array:
     return norm.reshape(()) if axis is None else jnp.squeeze(norm, axis)
 
 
-def safe_rms(x: jax.Array) -> jax.Array:
-    """The root mean square of all entries of ``x``, computed as :func:`safe_norm` / sqrt(size)."""
-    return safe_norm(x) / jnp.sqrt(jnp.asarray(max(jnp.size(x), 1), norm_dtype(x)))
+def stable_rms(x: jax.Array) -> jax.Array:
+    """The root mean square of all entries of ``x``, computed as :func:`stable_norm` / sqrt(size)."""
+    return stable_norm(x) / jnp.sqrt(jnp.asarray(max(jnp.size(x), 1), norm_dtype(x)))
 
 
 # ------------------------------------------------------------- complex and low-precision state
@@ -184,3 +196,57 @@ def magnitude_dtype(x: jax.Array, dtype=None):
         return real_dtype(dtype)
     real = real_dtype(jnp.result_type(x))
     return jnp.dtype(jnp.float32) if real == jnp.float16 else real
+
+
+# ----------------------------------------------------------------- Optax's safe norms
+
+
+def safe_norm(x: jax.Array, min_norm: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    r"""The norm of ``x``, but at least ``min_norm``, with a gradient that is finite everywhere:
+    :math:`\max(\lVert x \rVert, m)`, whose gradient is 0 where the norm is below :math:`m`
+    (the plain norm's gradient is NaN at 0).
+
+    Args:
+        x: an array.
+        min_norm: :math:`m`, the floor.
+        ord: the norm's order, as for ``jnp.linalg.norm``; None is the 2-norm (Frobenius for a
+            matrix).
+        axis: the axis or axes to reduce, as for ``jnp.linalg.norm``; None for all.
+        keepdims: keep the reduced axes with size 1.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from gradtx.core.numerics import safe_norm
+        >>> float(safe_norm(jnp.array([3.0, 4.0]), 1.0)), jax.grad(lambda x: safe_norm(x, 1.0))(jnp.zeros(2)).tolist()
+        (5.0, [0.0, 0.0])
+    """
+    x = jnp.asarray(x)
+    norm = jnp.linalg.norm(x, ord=ord, axis=axis, keepdims=True)
+    above = norm > min_norm
+    safe_x = jnp.where(above, x, jnp.ones_like(x))  # a point where the norm is differentiable
+    result = jnp.where(above, jnp.linalg.norm(safe_x, ord=ord, axis=axis, keepdims=True), min_norm).astype(norm.dtype)
+    if keepdims:
+        return result
+    if axis is None:
+        return result.reshape(())
+    return jnp.squeeze(result, axis)
+
+
+def safe_root_mean_squares(x: jax.Array, min_rms: Any) -> jax.Array:
+    r"""The root mean square of all entries of ``x``, but at least ``min_rms``, with a finite
+    gradient: :math:`\max(\sqrt{\operatorname{mean}(x^2)}, m)`.
+
+    Args:
+        x: an array.
+        min_rms: :math:`m`, the floor.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.numerics import safe_root_mean_squares
+        >>> round(float(safe_root_mean_squares(jnp.array([3.0, 4.0]), 1.0)), 4)
+        3.5355
+    """
+    x = jnp.asarray(x)
+    squares = jnp.mean(jnp.square(jnp.abs(x)))
+    above = squares > jnp.square(min_rms)
+    return jnp.where(above, jnp.sqrt(jnp.where(above, squares, 1.0)), min_rms).astype(squares.dtype)

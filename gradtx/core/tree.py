@@ -1,164 +1,324 @@
-"""Pytree arithmetic, structure checks that name paths, and finding values by name.
+"""Pytree arithmetic: leafwise operations, reductions and norms, as in ``optax.tree``; the trees
+made like other trees (filled, random, cast, moments) are in :mod:`gradtx.core.tree_like`, and
+re-exported here.
 
-Paths are written as their keys joined by ``/``: dict keys, sequence indices and
-NamedTuple field names, e.g. ``"0/mu/layer/w"``. A *name* given to :func:`get`
-or :func:`set` matches every path that ends with it, so ``"mu"`` finds a field
-called ``mu`` anywhere and ``"0/mu"`` only the one under the first chain member.
+Binary operations take trees of the same structure; when they differ, the error names the
+first differing path. Paths, structure checks and reading values by name are in
+:mod:`gradtx.core.paths`.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
-from gradtx.core import tree as _tree
-from gradtx.core.aliases import KeyPath, PyTree
-from gradtx.core.numerics import magnitude_dtype, moment_dtype, norm_dtype, safe_norm
+from gradtx.core.aliases import PyTree
+from gradtx.core.numerics import (
+    norm_dtype,
+    stable_norm,
+)
+from gradtx.core.paths import check_same_structure as check_same_structure  # re-exported: see below
+from gradtx.core.paths import key_name as key_name  # re-exported: see below
+from gradtx.core.paths import leafwise, leaves_with_path, path_str
+from gradtx.core.tree_like import (  # re-exported: the transforms reach them as _tree.<name>
+    allclose,
+    batch_shape,
+    bias_correction,
+    cast,
+    cast_like,
+    check_real,
+    dtype,
+    full_like,
+    magnitudes_like,
+    moments_like,
+    ones_like,
+    random_like,
+    size,
+    split_key_like,
+    unwrap_random_key_data,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
+from gradtx.core.tree_like import (  # re-exported: the transforms reach them as _tree.X
+    zeros_like as zeros_like,
+)
+from gradtx.core.validation import check_one_of
 
-# --------------------------------------------------------------------------- paths
-
-
-def key_name(key: Any) -> str:
-    """The text of one path key: a dict key, an index or an attribute name."""
-    if isinstance(key, DictKey):
-        return str(key.key)
-    if isinstance(key, SequenceKey):
-        return str(key.idx)
-    if isinstance(key, GetAttrKey):
-        return key.name
-    if isinstance(key, FlattenedIndexKey):
-        return str(key.key)
-    return str(key)
-
-
-def path_str(path: Sequence[Any]) -> str:
-    """A key path as ``a/b/0/c``; the root is ``<root>``."""
-    return "/".join(key_name(k) for k in path) or "<root>"
-
-
-def leaves_with_path(tree: PyTree) -> list[tuple[KeyPath, Any]]:
-    """Every leaf of ``tree`` with its key path, in flattening order."""
-    return jax.tree_util.tree_flatten_with_path(tree)[0]
-
-
-def _describe(tree: PyTree) -> str:
-    text = str(jax.tree.structure(tree))
-    return text if len(text) <= 200 else text[:200] + "..."
-
-
-def _kind(tree: PyTree, path: KeyPath) -> str:
-    try:
-        return type(node_at(tree, path)).__name__
-    except Exception:  # noqa: BLE001 - only used to word an error
-        return "container"
-
-
-def first_difference(expected: PyTree, got: PyTree) -> str | None:
-    """A sentence naming the first path where two trees differ, or ``None`` if they match."""
-    if jax.tree.structure(expected) == jax.tree.structure(got):  # type: ignore[operator]
-        return None
-    paths_a = [p for p, _ in leaves_with_path(expected)]
-    paths_b = [p for p, _ in leaves_with_path(got)]
-    for pa, pb in zip(paths_a, paths_b):
-        if pa != pb:
-            if pb[: len(pa)] == pa or pa[: len(pb)] == pb:  # a leaf in one tree is a container in the other
-                at, container = (pa, _kind(got, pa)) if len(pa) < len(pb) else (pb, _kind(expected, pb))
-                leaf_in, container_in = (
-                    ("the first", "the second") if len(pa) < len(pb) else ("the second", "the first")
-                )
-                return f"'{path_str(at)}' is a single leaf in {leaf_in} tree but a {container} in {container_in} tree"
-            if pa in set(paths_b):
-                return f"'{path_str(pb)}' is present only in the second tree"
-            if pb not in set(paths_a):  # a renamed key: say what stands in its place
-                return f"'{path_str(pa)}' is missing from the second tree ('{path_str(pb)}' is in its place)"
-            return f"'{path_str(pa)}' is missing from the second tree"
-    if len(paths_a) > len(paths_b):
-        return f"'{path_str(paths_a[len(paths_b)])}' is missing from the second tree"
-    if len(paths_b) > len(paths_a):
-        return f"'{path_str(paths_b[len(paths_a)])}' is present only in the second tree"
-    return f"the leaves agree but the containers differ: {_describe(expected)} vs {_describe(got)}"
-
-
-def check_same_structure(
-    expected: PyTree,
-    got: PyTree,
-    expected_name: str,
-    got_name: str,
-    *,
-    shapes: bool = False,
-) -> None:
-    """Raise a ``ValueError`` naming the first differing path unless the trees match.
-
-    With ``shapes=True`` the leaves must also have the same shapes, and the error
-    names the first leaf whose shape differs (a gradient with an extra batch axis
-    would otherwise broadcast silently against a state shaped like the parameters).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from gradtx import tree
-        >>> tree.check_same_structure({"w": jnp.ones(3)}, {"w": jnp.ones((8, 3))}, "the parameters", "the updates",
-        ...                           shapes=True)
-        Traceback (most recent call last):
-        ...
-        ValueError: the updates do not match the parameters: 'w' has shape (8, 3) in the updates but (3,) in the parameters.
-    """
-    expected_leaves, expected_def = jax.tree.flatten(expected)
-    got_leaves, got_def = jax.tree.flatten(got)
-    verb = "do" if got_name.split(" (")[0].endswith("s") else "does"  # "the updates do", "the mask does"
-    if expected_def != got_def:  # type: ignore[operator]
-        difference = first_difference(expected, got)
-        difference = difference.replace("the second tree", got_name).replace("the first tree", expected_name)  # type: ignore[union-attr]
-        raise ValueError(f"{got_name} {verb} not match {expected_name}: {difference}.")
-    if shapes:
-        for i, (e, g) in enumerate(zip(expected_leaves, got_leaves)):
-            if getattr(e, "shape", None) != getattr(g, "shape", None) and jnp.shape(e) != jnp.shape(g):
-                path = leaves_with_path(expected)[i][0]
-                raise ValueError(
-                    f"{got_name} {verb} not match {expected_name}: '{path_str(path)}' has shape {jnp.shape(g)} "
-                    f"in {got_name} but {jnp.shape(e)} in {expected_name}."
-                )
+# The transforms check and name trees as ``_tree.check_same_structure(...)`` and ``_tree.path_str(...)``:
+# those path helpers live in :mod:`gradtx.core.paths` and are re-exported here for them.
 
 
 # ----------------------------------------------------------------------- arithmetic
 
 
-def add(*trees: PyTree) -> PyTree:
-    """Leafwise sum of trees of the same structure."""
-    return jax.tree.map(lambda *xs: builtins.sum(xs[1:], xs[0]), *trees)
+def add(tree_x: PyTree, tree_y: PyTree, *other_trees: PyTree) -> PyTree:
+    """Leafwise sum of two or more trees of the same structure.
+
+    Args:
+        tree_x: the first tree.
+        tree_y: the second tree.
+        *other_trees: more trees to add.
+
+    Example:
+        >>> from gradtx import tree
+        >>> tree.add({"a": 1.0}, {"a": 2.0}, {"a": 3.0})
+        {'a': 6.0}
+    """
+    names = ("tree_x", "tree_y", *(f"other_trees[{i}]" for i in range(len(other_trees))))
+    return leafwise("add", names, lambda *xs: builtins.sum(xs[1:], xs[0]), tree_x, tree_y, *other_trees)
 
 
-def sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a - b``."""
-    return jax.tree.map(jnp.subtract, a, b)
+def sub(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leafwise ``tree_x - tree_y``.
+
+    Args:
+        tree_x: the tree subtracted from.
+        tree_y: the tree subtracted.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.sub({"a": jnp.array([3.0])}, {"a": jnp.array([1.0])})["a"].tolist()
+        [2.0]
+    """
+    return leafwise("sub", ("tree_x", "tree_y"), jnp.subtract, tree_x, tree_y)
+
+
+def mul(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leafwise product ``tree_x * tree_y``.
+
+    Args:
+        tree_x: the first factor.
+        tree_y: the second factor, a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.mul({"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([3.0, 4.0])})["a"].tolist()
+        [3.0, 8.0]
+    """
+    return leafwise("mul", ("tree_x", "tree_y"), jnp.multiply, tree_x, tree_y)
+
+
+def div(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leafwise true division ``tree_x / tree_y`` (integers give floats).
+
+    Args:
+        tree_x: the dividend.
+        tree_y: the divisor, a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.div({"a": jnp.array([1, 3])}, {"a": jnp.array([2, 4])})["a"].tolist()
+        [0.5, 0.75]
+    """
+    return leafwise("div", ("tree_x", "tree_y"), jnp.divide, tree_x, tree_y)
 
 
 def scale(scalar: Any, tree: PyTree) -> PyTree:
-    """Every leaf times ``scalar``, keeping each leaf's dtype."""
+    """Every leaf times ``scalar``, keeping each leaf's dtype.
+
+    Args:
+        scalar: a number or 0-d array.
+        tree: the tree to scale.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.scale(2.0, {"a": jnp.ones(2, jnp.bfloat16)})["a"].dtype
+        dtype(bfloat16)
+    """
     return jax.tree.map(lambda x: (scalar * x).astype(x.dtype), tree)
 
 
+def add_scale(tree_x: PyTree, scalar: Any, tree_y: PyTree) -> PyTree:
+    """Leafwise ``tree_x + scalar * tree_y``, in the promoted dtype of the two leaves (as Optax's).
+
+    Args:
+        tree_x: the tree added to.
+        scalar: a number or 0-d array multiplying ``tree_y``.
+        tree_y: a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.add_scale({"a": jnp.array([1.0])}, -2.0, {"a": jnp.array([3.0])})["a"].tolist()
+        [-5.0]
+    """
+    return leafwise("add_scale", ("tree_x", "tree_y"), lambda x, y: x + scalar * y, tree_x, tree_y)
+
+
 def add_scaled(a: PyTree, scalar: Any, b: PyTree) -> PyTree:
-    """Leafwise ``a + scalar * b``, in the dtype of ``a``."""
-    return jax.tree.map(lambda x, y: (x + scalar * y).astype(x.dtype), a, b)
+    """Leafwise ``a + scalar * b``, in the dtype of ``a`` (:func:`add_scale` promotes instead).
+
+    Args:
+        a: the tree added to; it gives the dtypes.
+        scalar: a number or 0-d array multiplying ``b``.
+        b: a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.add_scaled({"a": jnp.ones(1, jnp.bfloat16)}, 0.5, {"a": jnp.ones(1)})["a"].dtype
+        dtype(bfloat16)
+    """
+    return leafwise("add_scaled", ("a", "b"), lambda x, y: (x + scalar * y).astype(x.dtype), a, b)
 
 
-def vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """Inner product of two trees, summed over all leaves."""
-    products = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.sum(jnp.conj(x) * y), a, b))
-    return builtins.sum(products, jnp.zeros((), jnp.result_type(float)))
+def vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
+    r"""Inner product :math:`\sum \bar{x} y` of two trees over all their elements (``tree_x`` conjugated).
+
+    Args:
+        tree_x: the first tree, conjugated.
+        tree_y: a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> complex(tree.vdot({"z": jnp.array([1j])}, {"z": jnp.array([1j])}))
+        (1+0j)
+    """
+    products = leafwise("vdot", ("tree_x", "tree_y"), lambda x, y: jnp.sum(jnp.conj(x) * y), tree_x, tree_y)
+    return builtins.sum(jax.tree.leaves(products), jnp.zeros((), jnp.result_type(float)))
 
 
-def sum(tree: PyTree) -> jax.Array:  # noqa: A001 - mirrors jnp.sum
-    """Sum of every element of every leaf."""
-    return builtins.sum((jnp.sum(x) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.result_type(float)))
+def sum(tree: PyTree, associative_reduction: bool = False) -> jax.Array:  # noqa: A001 - Optax's name
+    """Sum of every element of every leaf, in at least the default float dtype.
+
+    Args:
+        tree: the tree to sum.
+        associative_reduction: add the leaves' sums pairwise (a tree of additions of depth
+            ``log2(leaves)``, which XLA may reorder) instead of one after the other.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> float(tree.sum({"a": jnp.ones(3), "b": [jnp.array(2)]}, associative_reduction=True))
+        5.0
+    """
+    parts = [jnp.zeros((), jnp.result_type(float))] + [jnp.sum(x) for x in jax.tree.leaves(tree)]
+    if not associative_reduction:
+        return builtins.sum(parts[1:], parts[0])
+    while len(parts) > 1:
+        parts = [parts[i] + parts[i + 1] if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
 
 
-def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: Any = None) -> jax.Array:
+def _extreme(who: str, tree: PyTree, reduce: Any, pick: Any, empty: float) -> jax.Array:
+    for path, x in leaves_with_path(tree):
+        if jnp.iscomplexobj(x):
+            raise TypeError(f"{who}: '{path_str(path)}' is {jnp.result_type(x)}, and complex numbers have no order")
+    parts = [reduce(x) for x in map(jnp.asarray, jax.tree.leaves(tree)) if x.size]
+    return functools.reduce(pick, parts) if parts else jnp.asarray(empty, jnp.result_type(float))
+
+
+def max(tree: PyTree) -> jax.Array:  # noqa: A001 - Optax's name
+    """The largest element of all leaves (``-inf`` for a tree without elements); NaN if any is NaN.
+
+    Args:
+        tree: a tree of real arrays; a complex leaf raises a ``TypeError``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> float(tree.max({"a": jnp.array([1.0, 5.0]), "b": [jnp.array(-2.0)]}))
+        5.0
+    """
+    return _extreme("max", tree, jnp.max, jnp.maximum, -jnp.inf)
+
+
+def min(tree: PyTree) -> jax.Array:  # noqa: A001 - Optax's name
+    """The smallest element of all leaves (``inf`` for a tree without elements); NaN if any is NaN.
+
+    Args:
+        tree: a tree of real arrays; a complex leaf raises a ``TypeError``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> float(tree.min({"a": jnp.array([1.0, 5.0]), "b": [jnp.array(-2.0)]}))
+        -2.0
+    """
+    return _extreme("min", tree, jnp.min, jnp.minimum, jnp.inf)
+
+
+def conj(tree: PyTree) -> PyTree:
+    """The complex conjugate of every leaf (real leaves are unchanged).
+
+    Args:
+        tree: any tree of arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.conj({"z": jnp.array([1 + 2j])})["z"].tolist()
+        [(1-2j)]
+    """
+    return jax.tree.map(jnp.conj, tree)
+
+
+def real(tree: PyTree) -> PyTree:
+    """The real part of every leaf, in the real dtype of its precision (real leaves are unchanged).
+
+    Args:
+        tree: any tree of arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.real({"z": jnp.array([1 + 2j])})["z"].tolist()
+        [1.0]
+    """
+    return jax.tree.map(jnp.real, tree)
+
+
+def where(condition: Any, tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """Leafwise ``tree_x if condition else tree_y``; ``condition`` is one boolean or a tree of them.
+
+    Args:
+        condition: a boolean (0-d array), or a tree of boolean arrays shaped like the trees.
+        tree_x: the values where ``condition`` is true.
+        tree_y: the values where it is false, a tree of the same structure.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.where(jnp.array(False), {"a": 1.0}, {"a": 2.0})["a"].tolist()
+        2.0
+    """
+    if jax.tree.structure(condition).num_leaves == 1 and jnp.ndim(jax.tree.leaves(condition)[0]) == 0:  # type: ignore[attr-defined]
+        c = jax.tree.leaves(condition)[0]
+        return leafwise("where", ("tree_x", "tree_y"), lambda x, y: jnp.where(c, x, y), tree_x, tree_y)
+    return leafwise("where", ("condition", "tree_x", "tree_y"), jnp.where, condition, tree_x, tree_y)
+
+
+def clip(tree: PyTree, min_value: Any = None, max_value: Any = None) -> PyTree:
+    """Every element clipped to ``[min_value, max_value]``, keeping dtypes.
+
+    Args:
+        tree: the tree to clip.
+        min_value: the lower bound; ``None`` for none.
+        max_value: the upper bound; ``None`` for none.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx import tree
+        >>> tree.clip({"a": jnp.array([-3.0, 0.5, 3.0])}, -1.0, 1.0)["a"].tolist()
+        [-1.0, 0.5, 1.0]
+    """
+    return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value).astype(x.dtype), tree)
+
+
+# ---------------------------------------------------------------------------- norms
+
+
+def norm(tree: PyTree, ord: Any = None, squared: bool = False, *, axis_name: Any = None) -> jax.Array:
     """The l1, l2 or infinity norm of all elements of a tree taken together.
 
     The l2 norm reads the leaves once; only when that sum of squares overflows
@@ -166,12 +326,16 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
     scaled by the largest entry, so the result is finite and accurate for any
     finite input. Sums are taken in at least float32.
 
-    ``axis_name`` names a mapped axis (of ``shard_map``, ``pmap`` or ``vmap``)
-    across which every leaf is split: each device holds a disjoint part of the
-    tree, and the norm is that of the whole tree (the squared l2 norm and the l1
-    norm are summed with ``psum``, the infinity norm taken with ``pmax``). Leave
-    it ``None`` when each device holds the whole tree, as in data parallelism
-    with averaged gradients, and under ``jit``, where XLA inserts the reductions.
+    Args:
+        tree: the tree whose norm is taken; complex entries count by their modulus.
+        ord: ``None`` or ``2`` for the l2 norm, ``1`` for l1, ``"inf"`` or ``jnp.inf`` for the
+            largest magnitude.
+        squared: return the square of the norm (for l2, the sum of squares, without the root).
+        axis_name: a mapped axis (of ``shard_map``, ``pmap`` or ``vmap``) across which every
+            leaf is split: each device holds a disjoint part of the tree, and the norm is that
+            of the whole tree (sums are taken with ``psum``, the largest magnitude with
+            ``pmax``). Leave it ``None`` when each device holds the whole tree, as in data
+            parallelism with averaged gradients, and under ``jit``, where XLA inserts the reductions.
 
     Example:
         >>> import jax.numpy as jnp
@@ -180,13 +344,12 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
         5.0
         >>> round(float(tree.norm({"a": jnp.array([3e30]), "b": jnp.array([4e30])})) / 1e30, 5)  # no overflow
         5.0
+        >>> float(tree.norm({"a": jnp.array([3.0, -4.0])}, 1, squared=True))
+        49.0
     """
 
+    check_one_of("norm: ord", ord, (None, 1, 2, "inf", float("inf")))
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
-    if squared and ord != 2:
-        raise ValueError("squared=True is only meaningful for ord=2")
-    if ord not in (1, 2, "inf", float("inf")):
-        raise ValueError(f"ord must be 1, 2 or 'inf', got {ord!r}")
     dtype = jnp.result_type(*[norm_dtype(x) for x in leaves]) if leaves else jnp.result_type(float)
 
     pieces = _packed(leaves)
@@ -202,10 +365,9 @@ def norm(tree: PyTree, ord: int | str = 2, squared: bool = False, *, axis_name: 
     def largest(x):
         return jnp.max(x, initial=0)
 
-    if ord == 1:
-        return total(magnitude, jnp.sum, jax.lax.psum)
-    if ord != 2:
-        return total(magnitude, largest, jax.lax.pmax)
+    if ord in (1, "inf", float("inf")):
+        out = total(magnitude, jnp.sum, jax.lax.psum) if ord == 1 else total(magnitude, largest, jax.lax.pmax)
+        return jnp.square(out) if squared else out
     squares = total(lambda x: jnp.square(magnitude(x)), jnp.sum, jax.lax.psum)
     if squared:
         return squares
@@ -256,7 +418,7 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
         \lVert x \rVert_2 = \sqrt{\textstyle\sum_i |x_i|^2}, \qquad
         \mathrm{rms}(x) = \lVert x \rVert_2 / \sqrt{\mathrm{size}(x)}
 
-    Each is :func:`gradtx.core.numerics.safe_norm` of the leaf: accurate for any finite
+    Each is :func:`gradtx.core.numerics.stable_norm` of the leaf: accurate for any finite
     entries, 1e30 and 1e-30 alike. A large leaf (:data:`PACK_BELOW` elements or
     more) is read once for its sum of squares, as :func:`norm` reads the tree;
     only when some large leaf's sum overflows or falls below the smallest normal
@@ -264,6 +426,10 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
     by their largest entry, in one branch for the whole tree. Small leaves take
     the scaled norm directly: two reductions, each one kernel per leaf shape.
     ``None`` leaves stay ``None``; empty leaves have norm 0.
+
+    Args:
+        tree: the tree whose leaves' norms are taken.
+        rms: return each leaf's root mean square instead of its norm.
 
     Example:
         >>> import jax.numpy as jnp
@@ -277,245 +443,62 @@ def block_norms(tree: PyTree, rms: bool = False) -> PyTree:
 
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [jnp.asarray(x) for x in leaves]
-    norms = [None if x.size >= PACK_BELOW else safe_norm(x) for x in leaves]
+    norms = [None if x.size >= PACK_BELOW else stable_norm(x) for x in leaves]
     large = [i for i, x in enumerate(leaves) if x.size >= PACK_BELOW]
     if large:
         sums = [jnp.sum(jnp.square(jnp.abs(leaves[i]).astype(norm_dtype(leaves[i])))) for i in large]
         redo = [_out_of_range(s) for s in sums]
 
         def rescaled(fast):
-            return [jnp.where(r, safe_norm(leaves[i]), f) for r, f, i in zip(redo, fast, large)]
+            return [jnp.where(r, stable_norm(leaves[i]), f) for r, f, i in zip(redo, fast, large)]
 
         fast = [jnp.sqrt(s) for s in sums]
         fast = jax.lax.cond(jnp.any(jnp.stack(redo)), rescaled, lambda fast: fast, fast)
         for i, n in zip(large, fast):
             norms[i] = n
     if rms:
-        norms = [n / jnp.sqrt(jnp.asarray(max(x.size, 1), n.dtype)) for n, x in zip(norms, leaves)]  # type: ignore[operator, union-attr]
+        norms = [n / jnp.sqrt(jnp.asarray(builtins.max(x.size, 1), n.dtype)) for n, x in zip(norms, leaves)]  # type: ignore[operator, union-attr]
     return jax.tree.unflatten(treedef, norms)
 
 
-def _filled_like(x: Any, fill_value: Any, dtype: Any) -> jax.Array:
-    """``fill_value`` with the shape, dtype and sharding of ``x``.
-
-    ``jnp.full_like`` inside ``jit`` makes a constant that does not depend on
-    ``x``, so XLA places it on one device (or replicates it) whatever ``x``'s
-    sharding. Selecting between two equal constants with a predicate computed
-    from ``x`` makes the result depend on ``x``, and sharding propagation gives it
-    ``x``'s layout; the predicate is false only for NaN, where both branches agree.
-    """
-    x = jnp.asarray(x)
-    fill = jnp.asarray(fill_value, dtype=dtype or x.dtype)
-    return jnp.where(x == x, fill, fill)
-
-
-def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype.
-
-    The sharding follows under ``jit`` too, so ``jax.jit(tx.init)(params)``
-    lays optimizer state out as the parameters are laid out.
-    """
-    return jax.tree.map(lambda x: _filled_like(x, 0, dtype), tree)
-
-
-def full_like(tree: PyTree, fill_value: Any, dtype: Any = None) -> PyTree:
-    """``fill_value`` shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype."""
-    return jax.tree.map(lambda x: _filled_like(x, fill_value, dtype), tree)
-
-
-def ones_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Ones shaped and sharded like each leaf, in ``dtype`` or the leaf's own dtype."""
-    return full_like(tree, 1, dtype)
-
-
-def where(condition: Any, a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a if condition else b``; ``condition`` is one boolean or a tree of them."""
-    if jax.tree.structure(condition).num_leaves == 1 and jnp.ndim(jax.tree.leaves(condition)[0]) == 0:  # type: ignore[attr-defined]
-        c = jax.tree.leaves(condition)[0]
-        return jax.tree.map(lambda x, y: jnp.where(c, x, y), a, b)
-    return jax.tree.map(jnp.where, condition, a, b)
-
-
-def clip(tree: PyTree, min_value: Any = None, max_value: Any = None) -> PyTree:
-    """Every element clipped to ``[min_value, max_value]``, keeping dtypes."""
-    return jax.tree.map(lambda x: jnp.clip(x, min_value, max_value).astype(x.dtype), tree)
-
-
-def allclose(a: PyTree, b: PyTree, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-    """True when the trees have the same structure and every pair of leaves is close."""
-    if first_difference(a, b) is not None:
-        return False
-    return builtins.all(
-        bool(jnp.allclose(x, y, rtol=rtol, atol=atol)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
-    )
-
-
-def random_like(key: jax.Array, tree: PyTree, sampler: Any = jax.random.normal, dtype: Any = None) -> PyTree:
-    """Random values shaped like each leaf, one independent key per leaf.
-
-    Example:
-        >>> import jax, jax.numpy as jnp
-        >>> from gradtx import tree
-        >>> noise = tree.random_like(jax.random.key(0), {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))})
-        >>> noise["b"].shape, noise["a"].dtype
-        ((2, 2), dtype('float32'))
-    """
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    return jax.tree.unflatten(
-        treedef, [sampler(k, jnp.shape(x), dtype or jnp.result_type(x)) for k, x in zip(keys, leaves)]
-    )
-
-
-def cast(tree: PyTree, dtype: Any) -> PyTree:
-    """Every leaf in ``dtype`` (``None`` keeps each leaf as it is)."""
-    if dtype is None:
-        return tree
-    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
-
-
-def size(tree: PyTree) -> int:
-    """The number of elements in all leaves."""
-    return builtins.sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
-
-
-# ------------------------------------------------------------------ values by name
-
-
-def _matches(path: KeyPath, name: str) -> bool:
-    wanted = name.strip("/").split("/")
-    have = [key_name(k) for k in path]
-    return len(have) >= len(wanted) and have[len(have) - len(wanted) :] == wanted
-
-
-def node_at(tree: PyTree, path: KeyPath) -> Any:
-    """The subtree of ``tree`` at ``path`` (a key path as ``jax.tree_util`` gives it)."""
-    node = tree
-    for key in path:
-        if isinstance(key, DictKey):
-            node = node[key.key]
-        elif isinstance(key, SequenceKey):
-            node = node[key.idx]
-        elif isinstance(key, GetAttrKey):
-            node = getattr(node, key.name)
-        else:  # a node flattened by index only: reach it through its children
-            node = jax.tree_util.tree_flatten_with_path(node, is_leaf=lambda x: x is not node)[0][key.key][1]  # noqa: B023 (used at once)
-    return node
-
-
-def get_all_with_path(tree: PyTree, name: str) -> list[tuple[str, Any]]:
-    """Every subtree whose path ends with ``name``, as ``(path, subtree)`` pairs.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(2)})
-        >>> [path for path, _ in gradtx.core.tree.get_all_with_path(state, "mu")]
-        ['0/mu']
-    """
-    found: dict[KeyPath, None] = {}
-    for path, _ in leaves_with_path(tree):
-        for end in range(len(path), 0, -1):
-            if _matches(path[:end], name):
-                found.setdefault(path[:end])
-                break
-    outermost = [p for p in found if not any(len(q) < len(p) and p[: len(q)] == q for q in found)]
-    return [(path_str(p), node_at(tree, p)) for p in outermost]
-
-
-def _only(tree: PyTree, name: str) -> tuple[str, Any]:
-    matches = get_all_with_path(tree, name)
-    if not matches:
-        raise KeyError(f"no value named '{name}' in this tree")
-    if len(matches) > 1:
-        paths = ", ".join(f"'{p}'" for p, _ in matches)
-        raise KeyError(f"'{name}' is ambiguous: it names {paths}; pass a longer path to choose one")
-    return matches[0]
-
-
-def get(tree: PyTree, name: str) -> Any:
-    """The one subtree whose path ends with ``name``; ``KeyError`` if none or several."""
-    return _only(tree, name)[1]
-
-
-def set(tree: PyTree, **values: Any) -> PyTree:  # noqa: A001 - the natural name
-    """A copy of ``tree`` with the subtree at each name replaced, structure unchanged.
-
-    Each new value must have the structure and leaf shapes of the value it
-    replaces; leaves are cast to the old dtypes, so a jitted function that takes
-    the tree is not recompiled.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> state = gradtx.adam(1e-3).init({"w": jnp.zeros(2)})
-        >>> state = gradtx.core.tree.set(state, **{"0/count": 5})
-        >>> int(gradtx.step_count(state))
-        5
-    """
-    leaves = leaves_with_path(tree)
-    treedef = jax.tree.structure(tree)
-    new_leaves = [leaf for _, leaf in leaves]
-    for name, value in values.items():
-        prefix_str, old = _only(tree, name)
-        replacements = _conformed(old, value, prefix_str)
-        positions = [
-            i
-            for i, (p, _) in enumerate(leaves)
-            if path_str(p).startswith(prefix_str) and (path_str(p) == prefix_str or path_str(p)[len(prefix_str)] == "/")
-        ]
-        for i, leaf in zip(positions, replacements):
-            new_leaves[i] = leaf
-    return jax.tree.unflatten(treedef, new_leaves)
-
-
-def _conformed(old: PyTree, new: PyTree, where: str) -> list[Any]:
-    old_leaves, old_def = jax.tree.flatten(old)
-    if jax.tree_util.treedef_is_leaf(old_def):
-        new_leaves = [new]
-    else:  # a subtree: the new value must have the same structure
-        new_leaves, new_def = jax.tree.flatten(new)
-        if new_def != old_def:  # type: ignore[operator]
-            difference = first_difference(old, new)
-            raise ValueError(f"the new value for '{where}' does not match the old one: {difference}")
-    result = []
-    for o, n in zip(old_leaves, new_leaves):
-        n = jnp.asarray(n)
-        if jnp.shape(n) != jnp.shape(o):
-            raise ValueError(
-                f"the new value for '{where}' has shape {jnp.shape(n)}, but the old one has shape {jnp.shape(o)}"
-            )
-        result.append(n.astype(jnp.asarray(o).dtype))
-    return result
-
-
-def moments_like(tree, dtype=None):
-    """Zeros shaped and sharded like each leaf, in :func:`moment_dtype` (complex leaves stay complex)."""
-
-    return jax.tree.map(lambda x: _tree.zeros_like(x, moment_dtype(x, dtype)), tree)
-
-
-def magnitudes_like(tree, fill_value=0, dtype=None):
-    """``fill_value`` shaped and sharded like each leaf, in :func:`magnitude_dtype` (real, float32 for float16)."""
-
-    return jax.tree.map(lambda x: _tree.full_like(x, fill_value, magnitude_dtype(x, dtype)), tree)
-
-
-def check_real(who: str, tree, why: str = "it orders values, and complex numbers have no order") -> None:
-    """Raise a ``TypeError`` naming ``who``, the first complex leaf of ``tree`` and its dtype, if there is one.
-
-    For the few transforms that compare values with ``<`` or ``>``, which has no
-    meaning for complex numbers; ``why`` ends the message.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from gradtx.core.tree import check_real
-        >>> check_real("clamp", {"b": jnp.ones(1), "w": jnp.ones(2, jnp.complex64)})
-        Traceback (most recent call last):
-        ...
-        TypeError: clamp does not support complex parameters: 'w' is complex64 (it orders values, and complex numbers have no order)
-    """
-
-    for path, leaf in _tree.leaves_with_path(tree):
-        if jnp.iscomplexobj(leaf):
-            raise TypeError(
-                f"{who} does not support complex parameters: '{_tree.path_str(path)}' is {jnp.result_type(leaf)} ({why})"
-            )
+__all__ = [
+    "add",
+    "add_scale",
+    "add_scaled",
+    "allclose",
+    "batch_shape",
+    "bias_correction",
+    "block_norms",
+    "cast",
+    "cast_like",
+    "check_real",
+    "check_same_structure",
+    "clip",
+    "conj",
+    "div",
+    "dtype",
+    "full_like",
+    "key_name",
+    "leaves_with_path",
+    "magnitudes_like",
+    "max",
+    "min",
+    "moments_like",
+    "mul",
+    "norm",
+    "ones_like",
+    "path_str",
+    "random_like",
+    "real",
+    "scale",
+    "size",
+    "split_key_like",
+    "sub",
+    "sum",
+    "unwrap_random_key_data",
+    "update_infinity_moment",
+    "update_moment",
+    "update_moment_per_elem_norm",
+    "vdot",
+    "where",
+]

@@ -99,7 +99,7 @@ def test_saturated_step_counter_keeps_working(name):
     state = tx.init(PARAMS)
     top = jnp.iinfo(jnp.int32).max
     for path, _ in gradtx.tree.get_all_with_path(state, "count"):
-        state = gradtx.tree.set(state, **{path: top})
+        state = gradtx.tree.set(state, **{"/" + gradtx.tree.path_str(path): top})
     for _ in range(2):
         updates, state = update_with_extras(tx, grads_like(PARAMS), state, PARAMS)
         assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import gradtx
+from gradtx import safe_increment, safe_int32_increment, safe_norm, safe_root_mean_squares
 from gradtx.core import numerics
 
 INT32_MAX = 2**31 - 1
@@ -221,8 +223,8 @@ def test_safe_norm_and_safe_rms_equal_numpy_in_float64_at_every_scale(scale, dty
     x = _values(dtype, scale)
     want = _numpy_norm(x)
     for jit in (False, True):
-        norm = jax.jit(numerics.safe_norm)(x) if jit else numerics.safe_norm(x)
-        rms = jax.jit(numerics.safe_rms)(x) if jit else numerics.safe_rms(x)
+        norm = jax.jit(numerics.stable_norm)(x) if jit else numerics.stable_norm(x)
+        rms = jax.jit(numerics.stable_rms)(x) if jit else numerics.stable_rms(x)
         for got in (norm, rms):
             assert got.shape == () and got.dtype == jnp.float32
         np.testing.assert_allclose(float(norm), want, rtol=2e-6)
@@ -238,25 +240,25 @@ def test_safe_norm_and_safe_rms_equal_numpy_in_float64_at_every_scale(scale, dty
 @pytest.mark.parametrize("keepdims", [False, True])
 def test_safe_norm_over_axes_equals_numpy(scale, axis, keepdims):
     x = _values(F32, scale)
-    got = numerics.safe_norm(x, axis=axis, keepdims=keepdims)
+    got = numerics.stable_norm(x, axis=axis, keepdims=keepdims)
     want = _numpy_norm(x, axis=axis, keepdims=keepdims)
     assert got.shape == want.shape and got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got, np.float64), want, rtol=2e-6)
 
 
 def test_safe_norm_of_an_empty_array_is_zero_and_keeps_inf_and_nan():
-    assert float(numerics.safe_norm(jnp.zeros((0, 3)))) == 0.0
-    assert float(numerics.safe_rms(jnp.zeros((0,)))) == 0.0
-    assert float(numerics.safe_norm(jnp.array([1.0, jnp.inf, -2.0]))) == np.inf
-    assert np.isnan(float(numerics.safe_norm(jnp.array([1.0, jnp.nan, -2.0]))))
+    assert float(numerics.stable_norm(jnp.zeros((0, 3)))) == 0.0
+    assert float(numerics.stable_rms(jnp.zeros((0,)))) == 0.0
+    assert float(numerics.stable_norm(jnp.array([1.0, jnp.inf, -2.0]))) == np.inf
+    assert np.isnan(float(numerics.stable_norm(jnp.array([1.0, jnp.nan, -2.0]))))
 
 
 def test_safe_norm_in_float64_beyond_float32s_range():
     with _x64(True):
         x = jnp.asarray([3e200, -4e200, 0.0], jnp.float64)
-        assert float(numerics.safe_norm(x)) == pytest.approx(5e200, rel=1e-14)
-        assert float(numerics.safe_rms(x)) == pytest.approx(5e200 / np.sqrt(3), rel=1e-14)
-        assert numerics.safe_norm(x).dtype == jnp.float64
+        assert float(numerics.stable_norm(x)) == pytest.approx(5e200, rel=1e-14)
+        assert float(numerics.stable_rms(x)) == pytest.approx(5e200 / np.sqrt(3), rel=1e-14)
+        assert numerics.stable_norm(x).dtype == jnp.float64
 
 
 # ------------------------------------------------------------------ |x|^2
@@ -298,3 +300,62 @@ def test_scalar_loss_refuses_an_array_naming_the_transform_and_the_shape(shape):
 def test_scalar_loss_returns_a_0d_array_of_the_value(value):
     got = numerics.scalar_loss(value, "polyak_sgd")
     assert isinstance(got, jax.Array) and got.shape == () and float(got) == 2.5
+
+
+# ------------------------------------------------------------------ Optax's safe norms
+
+
+@pytest.mark.parametrize(
+    "x, kwargs",
+    [
+        (np.array([3.0, 4.0]), dict()),
+        (np.array([[3.0, 4.0], [0.1, 0.0]]), dict(axis=1)),
+        (np.array([[3.0, 4.0], [0.1, 0.0]]), dict(axis=1, keepdims=True)),
+        (np.array([3.0, -4.0, 1.0]), dict(ord=1)),
+        (np.array([3.0, -4.0, 1.0]), dict(ord=np.inf)),
+        (np.arange(6.0).reshape(2, 3), dict(keepdims=True)),
+    ],
+)
+def test_safe_norm_is_the_norm_floored_with_a_finite_gradient(x, kwargs):
+    for floor in (0.0, 0.5, 100.0):
+        expected = np.maximum(np.linalg.norm(x, **kwargs), floor)
+        got = safe_norm(jnp.asarray(x, jnp.float32), floor, **kwargs)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(safe_norm(v, 0.5, **kwargs)))(jnp.zeros(x.shape))
+    assert np.all(grad == 0)
+    big = jax.grad(lambda v: jnp.sum(safe_norm(v, 1e-3)))(jnp.array([3.0, 4.0]))
+    np.testing.assert_allclose(big, [0.6, 0.8], rtol=1e-6)
+
+
+def test_safe_root_mean_squares_and_increments():
+    x = np.array([3.0, 4.0, 0.0])
+    np.testing.assert_allclose(safe_root_mean_squares(x, 0.1), np.sqrt(np.mean(x**2)), rtol=1e-6)
+    assert float(safe_root_mean_squares(np.zeros(3), 0.2)) == pytest.approx(0.2)
+    assert np.all(jax.grad(lambda v: safe_root_mean_squares(v, 0.2))(jnp.zeros(3)) == 0)
+    assert int(safe_int32_increment(jnp.asarray(2**31 - 1, jnp.int32))) == 2**31 - 1
+    assert float(safe_increment(jnp.asarray(1.5))) == 2.5
+
+
+def test_global_norm_is_deprecated_for_tree_norm():
+    with pytest.warns(DeprecationWarning, match="gradtx.tree.norm"):
+        value = gradtx.global_norm({"a": jnp.array([3.0, 4.0]), "b": jnp.array([12.0])})
+    assert float(value) == pytest.approx(13.0)
+
+
+def test_scale_gradient_and_multi_normal():
+    grads = jax.grad(lambda t: jnp.sum(gradtx.scale_gradient(t, -2.0)["w"] ** 2))({"w": jnp.array([1.0, 3.0])})
+    np.testing.assert_allclose(grads["w"], [-4.0, -12.0])
+    np.testing.assert_array_equal(gradtx.scale_gradient(jnp.array([1.0, 2.0]), 0.0), [1.0, 2.0])
+    loc, log_scale = np.array([1.0, -2.0]), np.log(np.array([0.5, 3.0]))
+    dist = gradtx.multi_normal(jnp.asarray(loc, jnp.float32), jnp.asarray(log_scale, jnp.float32))
+    x = np.array([[0.0, 1.0], [1.0, -2.0]])
+    sigma = np.exp(log_scale)
+    expected = np.sum(-0.5 * ((x - loc) / sigma) ** 2 - np.log(sigma * np.sqrt(2 * np.pi)), axis=-1)
+    np.testing.assert_allclose(dist.log_prob(jnp.asarray(x, jnp.float32)), expected, rtol=1e-5)
+    draws = np.asarray(dist.sample((20000,), jax.random.key(1)))
+    # 5 standard errors of the sample mean and of the sample standard deviation
+    np.testing.assert_allclose(draws.mean(0), loc, atol=5 * sigma.max() / np.sqrt(20000))
+    np.testing.assert_allclose(draws.std(0), sigma, rtol=5 / np.sqrt(2 * 20000))
+    with pytest.raises(ValueError, match="multi_normal: loc has shape"):
+        gradtx.multi_normal(jnp.zeros(2), jnp.zeros(3))
