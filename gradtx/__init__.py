@@ -6,16 +6,44 @@ by chaining small transforms. Every hyperparameter lives in the state, where
 ``gradtx.hyperparams`` reads it and ``gradtx.set_hyperparams`` changes it.
 """
 
-from gradtx import checkpoint, distributed, losses, tree
+from gradtx import (
+    assignment,
+    checkpoint,
+    distributed,
+    experimental,
+    losses,
+    microbatching,
+    perturbations,
+    projections,
+    second_order,
+    transforms,
+    tree,
+    tree_utils,
+)
+from gradtx.core.aliases import (  # Types, as Optax names them
+    MaskOrFn,
+    OptState,
+    Params,
+    ScalarOrSchedule,
+    Schedule,
+    ShouldSkipUpdateFunction,
+    Updates,
+)
 from gradtx.core.base import (  # The protocol
     EmptyState,
     GradientTransformation,
+    GradientTransformationExtraArgs,
+    TransformInitFn,
+    TransformUpdateExtraArgsFn,
+    TransformUpdateFn,
     apply_updates,
     identity,
     incremental_update,
+    init_empty_state,
     periodic_update,
     set_to_zero,
     stateless,
+    stateless_with_tree_map,
 )
 from gradtx.core.hyperparams import (  # Hyperparameters in the state
     Scheduled,
@@ -23,16 +51,37 @@ from gradtx.core.hyperparams import (  # Hyperparameters in the state
     set_hyperparams,
     step_count,
 )
+from gradtx.core.linear_algebra import (  # Numerics and linear algebra
+    matrix_inverse_pth_root,
+    nnls,
+    power_iteration,
+)
+from gradtx.core.numerics import (  # Numerics
+    safe_increment,
+    safe_int32_increment,
+    safe_norm,
+    safe_root_mean_squares,
+)
+from gradtx.core.paths import map_params as tree_map_params
+from gradtx.core.tree import (  # Optax's top-level names for tree functions
+    bias_correction,
+    update_infinity_moment,
+    update_moment,
+    update_moment_per_elem_norm,
+)
 from gradtx.losses import (  # Losses, as at Optax's top level (all of them in gradtx.losses)
     convex_kl_divergence,
     cosine_distance,
     cosine_similarity,
+    ctc_loss,
+    ctc_loss_with_forward_probs,
     generalized_kl_divergence,
     hinge_loss,
     huber_loss,
     kl_divergence,
     l2_loss,
     log_cosh,
+    ntxent,
     safe_softmax_cross_entropy,
     sigmoid_binary_cross_entropy,
     sigmoid_focal_loss,
@@ -46,20 +95,18 @@ from gradtx.microbatching import (  # Microbatching
 )
 from gradtx.optimizers.adam import (  # Adam
     ScaleByAdamState,
-    ScaleByAmsgradState,
     adam,
     adamax,
     adamaxw,
     adamw,
-    amsgrad,
     nadam,
     nadamw,
     scale_by_adam,
     scale_by_adamax,
-    scale_by_amsgrad,
 )
 from gradtx.optimizers.adam_variants import (  # Adam's relatives
     ScaleByAdanState,
+    ScaleByBeliefState,
     adabelief,
     adan,
     radam,
@@ -68,6 +115,11 @@ from gradtx.optimizers.adam_variants import (  # Adam's relatives
     scale_by_radam,
     scale_by_yogi,
     yogi,
+)
+from gradtx.optimizers.amsgrad import (  # AMSGrad
+    ScaleByAmsgradState,
+    amsgrad,
+    scale_by_amsgrad,
 )
 from gradtx.optimizers.averaging import (  # Averaging
     ScaleByAsgdState,
@@ -106,6 +158,7 @@ from gradtx.optimizers.rmsprop import (  # RMSProp and AdaGrad
     ScaleByAdaDeltaState,
     ScaleByRmsState,
     ScaleByRssState,
+    ScaleByRStdDevState,
     ScaleByStddevState,
     adadelta,
     adagrad,
@@ -170,15 +223,20 @@ from gradtx.transforms.block_scaling import (  # Block scaling
     scale_by_trust_ratio,
 )
 from gradtx.transforms.clipping import (  # Clipping
+    AdaptiveGradClipState,
+    ClipByGlobalNormState,
     ClipState,
     adaptive_grad_clip,
     clip,
     clip_by_block_rms,
     clip_by_global_norm,
+    global_norm,
     per_example_global_norm_clip,
     per_example_layer_norm_clip,
 )
 from gradtx.transforms.combine import (  # Combining transforms
+    ConditionallyMaskState,
+    ConditionallyTransformState,
     ConditionalState,
     chain,
     conditionally_mask,
@@ -207,6 +265,7 @@ from gradtx.transforms.linesearch import (  # Line searches
 from gradtx.transforms.masking import (  # Masks and partitions
     MaskedNode,
     MaskedState,
+    MultiTransformState,
     PartitionState,
     freeze,
     masked,
@@ -222,9 +281,17 @@ from gradtx.transforms.momentum import (  # Momentum
     ema,
     trace,
 )
+from gradtx.transforms.monitoring import (  # Monitoring
+    MonitorState,
+    SnapshotState,
+    measure_with_ema,
+    monitor,
+    snapshot,
+)
 from gradtx.transforms.regularizers import (  # Regularizers
     AddDecayedWeightsState,
     AddNoiseState,
+    NonNegativeParamsState,
     ZeroNansState,
     add_decayed_weights,
     add_noise,
@@ -242,6 +309,7 @@ from gradtx.transforms.scaling import (  # Scaling
     scale_by_schedule,
 )
 from gradtx.transforms.wrappers import (  # Wrappers
+    ApplyEvery,
     ApplyEveryState,
     ApplyIfFiniteState,
     LookaheadParams,
@@ -255,19 +323,67 @@ from gradtx.transforms.wrappers import (  # Wrappers
     skip_large_updates,
     skip_not_finite,
 )
+from gradtx.utilities import MultiNormalDiagFromLogScale, multi_normal, scale_gradient
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # Types
+    "MaskOrFn",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "Schedule",
+    "ShouldSkipUpdateFunction",
+    "Updates",
     # The protocol
     "apply_updates",
     "EmptyState",
     "GradientTransformation",
+    "GradientTransformationExtraArgs",
     "identity",
     "incremental_update",
+    "init_empty_state",
     "periodic_update",
     "set_to_zero",
     "stateless",
+    "stateless_with_tree_map",
+    "TransformInitFn",
+    "TransformUpdateExtraArgsFn",
+    "TransformUpdateFn",
+    # Numerics and linear algebra
+    "bias_correction",
+    "global_norm",
+    "matrix_inverse_pth_root",
+    "multi_normal",
+    "MultiNormalDiagFromLogScale",
+    "safe_increment",
+    "safe_int32_increment",
+    "safe_norm",
+    "safe_root_mean_squares",
+    "scale_gradient",
+    "tree_map_params",
+    "update_infinity_moment",
+    "update_moment",
+    "update_moment_per_elem_norm",
+    "nnls",
+    "power_iteration",
+    # Monitoring
+    "measure_with_ema",
+    "monitor",
+    "MonitorState",
+    "snapshot",
+    "SnapshotState",
+    # Optax's names of states
+    "AdaptiveGradClipState",
+    "ApplyEvery",
+    "ClipByGlobalNormState",
+    "ConditionallyMaskState",
+    "ConditionallyTransformState",
+    "MultiTransformState",
+    "NonNegativeParamsState",
+    "ScaleByBeliefState",
+    "ScaleByRStdDevState",
     # Hyperparameters in the state
     "hyperparams",
     "Scheduled",
@@ -464,6 +580,9 @@ __all__ = [
     "scale_by_lbfgs",
     "ScaleByLBFGSState",
     # Losses
+    "ctc_loss",
+    "ctc_loss_with_forward_probs",
+    "ntxent",
     "convex_kl_divergence",
     "cosine_distance",
     "cosine_similarity",
@@ -481,8 +600,16 @@ __all__ = [
     "softmax_cross_entropy_with_integer_labels",
     "squared_error",
     # namespaces
+    "assignment",
     "checkpoint",
     "distributed",
+    "experimental",
     "losses",
+    "microbatching",
+    "perturbations",
+    "projections",
+    "second_order",
+    "transforms",
+    "tree_utils",
     "tree",
 ]

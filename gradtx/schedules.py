@@ -33,9 +33,23 @@ from gradtx.core.validation import (
     check_that,
     python_number,
 )
+from gradtx.transforms.injection import (
+    InjectHyperparamsState,
+    InjectStatefulHyperparamsState,
+    StatefulSchedule,
+    WrappedSchedule,
+    inject_hyperparams,
+    inject_stateful_hyperparams,
+)
 
 __all__ = [
     "Schedule",
+    "InjectHyperparamsState",
+    "InjectStatefulHyperparamsState",
+    "StatefulSchedule",
+    "WrappedSchedule",
+    "inject_hyperparams",
+    "inject_stateful_hyperparams",
     "constant_schedule",
     "polynomial_schedule",
     "linear_schedule",

@@ -152,6 +152,13 @@ TRANSFORMS = {
     "lookahead": lambda: gradtx.lookahead(gradtx.sgd(0.1), sync_period=2, slow_step_size=0.5),
     "flatten": lambda: gradtx.flatten(gradtx.adam()),
     "inject_hyperparams": lambda: gradtx.inject_hyperparams(gradtx.adam)(learning_rate=lambda t: 1e-2 / (1 + t)),
+    "monitor": lambda: gradtx.monitor(
+        {"norm": gradtx.tree.norm, "norm_ema": gradtx.measure_with_ema(gradtx.tree.norm, 0.9)}
+    ),
+    "snapshot": lambda: gradtx.snapshot("norm", gradtx.tree.norm),
+    "inject_stateful_hyperparams": lambda: gradtx.inject_stateful_hyperparams(gradtx.sgd)(
+        learning_rate=gradtx.WrappedSchedule(lambda t: 1e-2 / (1 + t)), momentum=0.9
+    ),
     # moments
     "trace": lambda: gradtx.trace(0.9),
     "trace_nesterov": lambda: gradtx.trace(0.9, nesterov=True),

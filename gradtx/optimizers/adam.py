@@ -1,5 +1,5 @@
 r"""Adam (Kingma & Ba, 2015, :arxiv:`1412.6980`) and the optimizers that share its direction:
-AdamW, NAdam(W), AMSGrad, AdaMax(W).
+AdamW, NAdam(W), AdaMax(W) (AMSGrad, Adam with a running maximum, is in :mod:`gradtx.optimizers.amsgrad`).
 
 Adam keeps exponential moving averages ("moments") of the gradient ``g`` and of :math:`|g|^2`
 and divides the one, bias-corrected, by the root of the other. Arithmetic happens in at least
@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams
-from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
+from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, update_moment
 from gradtx.core.numerics import bias_correction, compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative
 from gradtx.transforms.combine import chain
@@ -228,75 +228,6 @@ def scale_by_adam(
     return GradientTransformation(init, update)
 
 
-class ScaleByAmsgradState(NamedTuple):
-    """AMSGrad's state: Adam's, plus the running maximum of the corrected second moment."""
-
-    count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
-    mu: Updates
-    nu: Updates
-    nu_max: Updates
-    hyperparams: dict[str, Any]
-
-
-def scale_by_amsgrad(
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    mu_dtype: Any = None,
-) -> GradientTransformation:
-    r"""AMSGrad (Reddi, Kale & Kumar, 2018, :arxiv:`1904.09237`): Adam with a non-increasing step size.
-
-    .. math::
-        \hat v^{max}_t = \max(\hat v^{max}_{t-1}, \hat v_t), \qquad
-        u_t = \hat m_t / (\sqrt{\hat v^{max}_t + \epsilon_{root}} + \epsilon)
-
-    with :math:`\hat m_t, \hat v_t` Adam's bias-corrected moments (the maximum is
-    taken of the corrected :math:`\hat v_t`, as Optax does; torch.optim takes it
-    before correcting).
-
-    Args:
-        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
-        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
-        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
-        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
-        mu_dtype: the dtype of :math:`m`; ``None`` keeps each parameter's (complex stays complex).
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.scale_by_amsgrad()
-        >>> u, _ = tx.update(jnp.array([3.0]), tx.init(jnp.zeros(1)))
-        >>> [round(x, 4) for x in u.tolist()]
-        [1.0]
-    """
-    hp = adam_hyperparams(b1, b2, eps, eps_root)
-
-    def init(params):
-        return ScaleByAmsgradState(
-            zero_count(), moments_like(params, mu_dtype), magnitudes_like(params), magnitudes_like(params), hp.init()
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        check_updates(state.mu, updates)
-        h = hp.values(state.hyperparams)
-        count = safe_increment(state.count)
-        mu = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.mu)
-        nu = jax.tree.map(lambda g, v: update_moment(g, v, h["b2"], 2), updates, state.nu)
-
-        def step(g, m, v, v_max):
-            dtype = compute_dtype(g, m, v, v_max)
-            b1_, b2_, eps_, eps_root_ = cast_scalars(dtype, h["b1"], h["b2"], h["eps"], h["eps_root"])
-            real = real_dtype(dtype)  # the second moments are real for complex gradients too
-            new_max = jnp.maximum(v_max.astype(real), bias_correction(v.astype(real), b2_, count))
-            u = bias_correction(m.astype(dtype), b1_, count) / (jnp.sqrt(new_max + eps_root_) + eps_)
-            return u.astype(g.dtype), new_max.astype(v_max.dtype)
-
-        out, nu_max = unzip(jax.tree.map(step, updates, mu, nu, state.nu_max), updates)
-        return out, ScaleByAmsgradState(count, mu, nu, nu_max, state.hyperparams)
-
-    return GradientTransformation(init, update)
-
-
 def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
     r"""AdaMax (Kingma & Ba, 2015, :arxiv:`1412.6980`, Algorithm 2): Adam with the infinity norm.
 
@@ -393,7 +324,7 @@ def adam(
     """
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -438,7 +369,7 @@ def adamw(
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -449,6 +380,8 @@ def nadam(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
 ) -> GradientTransformation:
     r"""NAdam (Dozat, 2016): Adam with a Nesterov look-ahead first moment.
 
@@ -462,6 +395,7 @@ def nadam(
         eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
         eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
         mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
+        nesterov: the look-ahead (True, the default); False gives :func:`adam` (Optax's keyword).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -470,7 +404,7 @@ def nadam(
         >>> updates.shape
         (1,)
     """
-    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
+    return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
 
 def nadamw(
@@ -482,6 +416,8 @@ def nadamw(
     mu_dtype: Any = None,
     weight_decay: ScalarOrSchedule = 1e-4,
     mask: Mask = None,
+    *,
+    nesterov: bool = True,
 ) -> GradientTransformation:
     r"""NAdam with AdamW's decoupled weight decay: :func:`adamw` with ``nesterov=True``.
 
@@ -496,6 +432,7 @@ def nadamw(
             schedule of the step, >= 0.
         mask: the leaves to decay: a tree of booleans like the parameters, or a function of the
             parameters returning one; ``None`` decays all.
+        nesterov: the look-ahead (True, the default); False gives :func:`adamw` (Optax's keyword).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -504,37 +441,7 @@ def nadamw(
         >>> updates.dtype
         dtype('float32')
     """
-    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=True)
-
-
-def amsgrad(
-    learning_rate: ScalarOrSchedule = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    eps_root: float = 0.0,
-    mu_dtype: Any = None,
-) -> GradientTransformation:
-    r"""AMSGrad (Reddi et al., 2018, :arxiv:`1904.09237`): Adam whose denominator never decreases.
-
-    See :func:`gradtx.scale_by_amsgrad`.
-
-    Args:
-        learning_rate: the step size :math:`\eta`: a number, 0-d array or schedule of the step, >= 0.
-        b1: the decay rate :math:`\beta_1` of the first moment: a number or 0-d array in [0, 1).
-        b2: the decay rate :math:`\beta_2` of the second moment: a number or 0-d array in [0, 1).
-        eps: :math:`\epsilon`, added to the root: a number or 0-d array, >= 0.
-        eps_root: :math:`\epsilon_{root}`, added under the root: a number or 0-d array, >= 0.
-        mu_dtype: the dtype of the first moment; ``None`` keeps each parameter's.
-
-    Example:
-        >>> import jax.numpy as jnp, gradtx
-        >>> tx = gradtx.amsgrad(0.01)
-        >>> updates, _ = tx.update(jnp.array([5.0]), tx.init(jnp.zeros(1)))
-        >>> [round(x, 4) for x in updates.tolist()]
-        [-0.01]
-    """
-    return chain(scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype), scale_by_learning_rate(learning_rate))
+    return adamw(learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=nesterov)
 
 
 def adamax(
@@ -561,7 +468,7 @@ def adamax(
         >>> [round(x, 4) for x in updates.tolist()]
         [-0.002]
     """
-    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 def adamaxw(
@@ -594,5 +501,7 @@ def adamaxw(
         [-0.001]
     """
     return chain(
-        scale_by_adamax(b1, b2, eps), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+        scale_by_adamax(b1, b2, eps),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )

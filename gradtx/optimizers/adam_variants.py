@@ -29,6 +29,9 @@ from gradtx.transforms.scaling import scale_by_learning_rate
 # ----------------------------------------------------------------- AdaBelief
 
 
+ScaleByBeliefState = ScaleByAdamState  # AdaBelief keeps Adam's fields: count, mu, nu (here s_t)
+
+
 def scale_by_belief(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -120,7 +123,10 @@ def adabelief(
         >>> [round(x, 6) for x in updates.tolist()]  # -lr * sign(g) / 0.9
         [-0.001111]
     """
-    return chain(scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov),
+        scale_by_learning_rate(learning_rate, allow_none=False),
+    )
 
 
 # ---------------------------------------------------------------------- Yogi
@@ -211,7 +217,7 @@ def yogi(
         >>> [round(x, 4) for x in updates.tolist()]  # -lr * 3 / (3 + eps), v_0 aside
         [-0.01]
     """
-    return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 # --------------------------------------------------------------------- RAdam
@@ -350,7 +356,8 @@ def radam(
         [-0.002]
     """
     return chain(
-        scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov), scale_by_learning_rate(learning_rate)
+        scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -366,6 +373,11 @@ class ScaleByAdanState(NamedTuple):
     n: Updates
     g: Updates
     hyperparams: dict[str, Any]
+
+    @property
+    def t(self) -> jax.Array:
+        """Optax's name for the step count."""
+        return self.count
 
 
 def scale_by_adan(
@@ -489,5 +501,5 @@ def adan(
     return chain(
         scale_by_adan(b1, b2, b3, eps, eps_root),
         add_decayed_weights(weight_decay, mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )

@@ -3,7 +3,7 @@ r"""Averaged SGD: SGD with a decaying step whose iterates are averaged (Polyak &
 
 The average :math:`\bar\theta` (``ax``) converges at the optimal rate for
 stochastic problems even when the iterates themselves keep jittering; it is
-kept in the state, where ``gradtx.core.tree.get(state, "ax")`` reads it. The
+kept in the state, where ``gradtx.tree.get(state, "ax")`` reads it. The
 schedule and defaults are torch.optim's ``ASGD`` (after Bottou, 2012,
 "Stochastic Gradient Descent Tricks", :doi:`10.1007/978-3-642-35289-8_25`, section 5.3).
 """
@@ -147,7 +147,7 @@ def asgd(
         >>> for _ in range(100):
         ...     updates, state = tx.update(jax.grad(loss)(w), state, w)
         ...     w = gradtx.apply_updates(w, updates)
-        >>> [round(x, 3) for x in w.tolist()], [round(x, 3) for x in gradtx.core.tree.get(state, "ax").tolist()]
+        >>> [round(x, 3) for x in w.tolist()], [round(x, 3) for x in gradtx.tree.get(state, "ax").tolist()]
         ([3.0, 3.0], [3.0, 3.0])
     """
     return chain(add_decayed_weights(weight_decay), scale_by_asgd(learning_rate, lambd, alpha, t0))

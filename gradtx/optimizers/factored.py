@@ -265,6 +265,11 @@ class ScaleBySM3State(NamedTuple):
     m: Updates
     hyperparams: dict[str, Any]
 
+    @property
+    def nu(self) -> Updates:
+        """Optax's name for the momentum ``m``."""
+        return self.m
+
 
 def _sm3_accumulators(p) -> tuple[jax.Array, ...]:
     """One accumulator per axis of ``p``, each reduced from zeros shaped like ``p`` so that
@@ -360,4 +365,6 @@ def sm3(learning_rate: ScalarOrSchedule = 1e-2, momentum: float = 0.9) -> Gradie
         >>> [round(x, 4) for x in updates[0].tolist()], gradtx.hyperparams(state)["momentum"]
         ([-0.05, 0.05], 0.5)
     """
-    return chain(renamed(scale_by_sm3(momentum), b1="momentum"), scale_by_learning_rate(learning_rate))
+    return chain(
+        renamed(scale_by_sm3(momentum), b1="momentum"), scale_by_learning_rate(learning_rate, allow_none=False)
+    )

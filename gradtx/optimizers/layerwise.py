@@ -94,7 +94,7 @@ def lars(
     return chain(
         _masked(add_decayed_weights(weight_decay), weight_decay_mask),
         _masked(scale_by_trust_ratio(trust_coefficient=trust_coefficient, eps=eps), trust_ratio_mask),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
         trace(momentum, nesterov),
     )
 
@@ -141,7 +141,7 @@ def lamb(
         scale_by_adam(b1, b2, eps, eps_root),
         add_decayed_weights(weight_decay, mask),
         scale_by_trust_ratio(),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -326,5 +326,6 @@ def novograd(
         ([-0.21, -0.28], [0.1])
     """
     return chain(
-        scale_by_novograd(b1, b2, eps, eps_root, weight_decay, mask=mask), scale_by_learning_rate(learning_rate)
+        scale_by_novograd(b1, b2, eps, eps_root, weight_decay, mask=mask),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )

@@ -255,5 +255,5 @@ def lbfgs(
             scale_by_lbfgs(memory_size, scale_init_precond),
             scale_by_learning_rate(1.0 if learning_rate is None else learning_rate),
         )
-    sign = negate() if learning_rate is None else scale_by_learning_rate(learning_rate)
+    sign = negate() if learning_rate is None else scale_by_learning_rate(learning_rate, allow_none=False)
     return chain(scale_by_lbfgs(memory_size, scale_init_precond), sign, linesearch)

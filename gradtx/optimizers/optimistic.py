@@ -107,7 +107,7 @@ def optimistic_gradient_descent(
         >>> [round(x, 4) for x in u.tolist()]  # -0.1 * (2 * 2 - 1)
         [-0.3]
     """
-    return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_optimistic_gradient(alpha, beta), scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 def optimistic_adam_v2(
@@ -155,7 +155,7 @@ def optimistic_adam_v2(
     return chain(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha, beta),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 

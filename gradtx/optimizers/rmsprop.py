@@ -41,6 +41,9 @@ class ScaleByStddevState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
+ScaleByRStdDevState = ScaleByStddevState  # Optax's name
+
+
 def _rms_hyperparams(decay, eps) -> Hyperparams:
     return Hyperparams(decay=check_decay("decay", decay), eps=check_nonnegative("eps", eps), allow_schedules=False)
 
@@ -248,7 +251,7 @@ def rmsprop(
     """
     scaling = (scale_by_stddev if centered else scale_by_rms)(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
     momentum_block = [] if momentum is None else [trace(momentum, nesterov)]
-    return chain(scaling, scale_by_learning_rate(learning_rate), *momentum_block)
+    return chain(scaling, scale_by_learning_rate(learning_rate, allow_none=False), *momentum_block)
 
 
 def adagrad(
@@ -275,7 +278,7 @@ def adagrad(
         >>> updates.tolist()
         [-0.5]
     """
-    return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 class ScaleByAdaDeltaState(NamedTuple):

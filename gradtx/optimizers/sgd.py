@@ -46,7 +46,7 @@ def sgd(
         [0.800000011920929]
     """
     momentum_block = [] if momentum is None else [trace(momentum, nesterov, accumulator_dtype)]
-    return chain(*momentum_block, scale_by_learning_rate(learning_rate))
+    return chain(*momentum_block, scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 def noisy_sgd(
@@ -80,4 +80,4 @@ def noisy_sgd(
         >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
         [-0.10000000149011612, -0.10000000149011612]
     """
-    return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate))
+    return chain(add_noise(eta, gamma, key, seed=seed), scale_by_learning_rate(learning_rate, allow_none=False))

@@ -20,7 +20,7 @@ from gradtx.core.base import GradientTransformation, negate, stateless
 from gradtx.core.hyperparams import Hyperparams, renamed
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
 from gradtx.core.numerics import compute_dtype, real_dtype, safe_increment, zero_count
-from gradtx.core.validation import check_decay, check_nonnegative, check_positive, check_range
+from gradtx.core.validation import check_decay, check_nonnegative, check_one_of, check_positive, check_range
 from gradtx.transforms.combine import chain
 from gradtx.transforms.momentum import ema
 from gradtx.transforms.regularizers import add_decayed_weights
@@ -61,7 +61,7 @@ def sign_sgd(learning_rate: ScalarOrSchedule = 1e-3) -> GradientTransformation:
         >>> [round(x, 4) for x in updates.tolist()]
         [0.1, -0.1]
     """
-    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate))
+    return chain(scale_by_sign(), scale_by_learning_rate(learning_rate, allow_none=False))
 
 
 def signum(
@@ -94,7 +94,7 @@ def signum(
     return chain(
         renamed(ema(beta, debias=False, accumulator_dtype=accumulator_dtype), decay="beta"),
         scale_by_sign(),
-        scale_by_learning_rate(learning_rate),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -201,7 +201,9 @@ def lion(
         [-0.15, 0.05]
     """
     return chain(
-        scale_by_lion(b1, b2, mu_dtype), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate)
+        scale_by_lion(b1, b2, mu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate, allow_none=False),
     )
 
 
@@ -209,12 +211,17 @@ def lion(
 
 
 class ScaleByRpropState(NamedTuple):
-    """Rprop's state: the step count, each coordinate's step size :math:`\\Delta` and its previous gradient."""
+    """Rprop's state: the step count, each coordinate's step size :math:`\\Delta` and its previous
+    gradient (zeroed where its sign flipped, in iRprop-); ``prev_updates`` is Optax's name for it."""
 
     count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     step_sizes: Updates
     prev_grad: Updates
     hyperparams: dict[str, Any]
+
+    @property
+    def prev_updates(self) -> Updates:
+        return self.prev_grad
 
 
 def scale_by_rprop(
@@ -223,8 +230,10 @@ def scale_by_rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
+    *,
+    variant: str = "irprop-",
 ) -> GradientTransformation:
-    r"""Rprop's direction (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`), in the variant without backtracking ("Rprop-").
+    r"""Rprop's direction (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`), without backtracking: iRprop- or Rprop-.
 
     Each coordinate has its own step size :math:`\Delta`, grown while its
     gradient keeps its sign and shrunk when the sign flips:
@@ -236,10 +245,12 @@ def scale_by_rprop(
             \Delta_{t-1} & \text{otherwise}
         \end{cases}, \qquad u_t = \mathrm{sign}(g_t)\, \Delta_t
 
-    The paper undoes the previous step when the sign flips; Rprop- (Igel &
-    Hüsken, 2000) does not and steps with the shrunk :math:`\Delta`. torch.optim
-    and Optax implement iRprop-, which skips the step after a sign flip; Optax's
-    first update is moreover zero, gradtx's is :math:`\mathrm{sign}(g_1)\Delta_0`.
+    The paper undoes the previous step when the sign flips. Igel & Hüsken (2000) drop the
+    backtracking: iRprop- (the default, as in torch.optim) takes no step where the sign flipped
+    and forgets that gradient (:math:`g_t \leftarrow 0`, so the next step neither grows nor
+    shrinks :math:`\Delta`); Rprop- (``variant="rprop-"``) steps with the shrunk :math:`\Delta`.
+    The first update is :math:`\mathrm{sign}(g_1)\Delta_0`; Optax's scale_by_rprop returns each
+    step one update late, so its first update is zero.
     Signs are compared as :math:`\mathrm{sign}(g_t)\mathrm{sign}(g_{t-1})`, which cannot overflow.
     For complex gradients :math:`\mathrm{sign}(z) = z/|z|` and the signs agree when
     :math:`\mathrm{Re}(\mathrm{sign}(g_t)\overline{\mathrm{sign}(g_{t-1})}) > 0`, i.e. the phase
@@ -252,6 +263,7 @@ def scale_by_rprop(
         eta_plus: the growth factor :math:`\eta^+ \ge 1`, a number or 0-d array.
         min_step_size: the floor :math:`\Delta_{min} \ge 0`, a number or 0-d array.
         max_step_size: the cap :math:`\Delta_{max} > 0`, a number or 0-d array.
+        variant: ``"irprop-"`` (no step after a sign flip) or ``"rprop-"`` (the shrunk step).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -260,9 +272,10 @@ def scale_by_rprop(
         >>> for g in [2.0, 3.0, 1.0, -1.0]:
         ...     u, state = tx.update(jnp.array([g]), state)
         ...     steps.append(round(u.item(), 4))
-        >>> steps
-        [0.1, 0.12, 0.144, -0.072]
+        >>> steps  # iRprop-: no step where the sign flipped
+        [0.1, 0.12, 0.144, 0.0]
     """
+    check_one_of("variant", variant, ("irprop-", "rprop-"))
     check_positive("learning_rate", learning_rate)
     hp = Hyperparams(
         learning_rate=learning_rate,
@@ -293,6 +306,8 @@ def scale_by_rprop(
                 agree > 0, jnp.minimum(d * eta_plus_, hi), jnp.where(agree < 0, jnp.maximum(d * eta_minus_, lo), d)
             )
             u = sign * new_d
+            if variant == "irprop-":  # after a flip: no step, and the flipped gradient is forgotten
+                u, g = jnp.where(agree < 0, 0, u), jnp.where(agree < 0, 0, g)
             return u.astype(g.dtype), new_d.astype(delta.dtype), g.astype(g_prev.dtype)
 
         out, step_sizes, prev_grad = unzip(jax.tree.map(step, updates, state.step_sizes, state.prev_grad), updates, 3)
@@ -307,8 +322,10 @@ def rprop(
     eta_plus: float = 1.2,
     min_step_size: float = 1e-6,
     max_step_size: float = 50.0,
+    *,
+    variant: str = "irprop-",
 ) -> GradientTransformation:
-    r"""Rprop- (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
+    r"""iRprop- or Rprop- (Riedmiller & Braun, 1993, :doi:`10.1109/ICNN.1993.298623`; Igel & Hüsken, 2000): :math:`\theta_t = \theta_{t-1} - \mathrm{sign}(g_t)\Delta_t`.
 
     See :func:`scale_by_rprop`. Rprop is meant for full-batch gradients:
     minibatch noise flips signs and shrinks the steps.
@@ -320,6 +337,7 @@ def rprop(
         eta_plus: the growth factor :math:`\eta^+ \ge 1`.
         min_step_size: the floor :math:`\Delta_{min}` of the step sizes.
         max_step_size: the cap :math:`\Delta_{max}` of the step sizes.
+        variant: ``"irprop-"`` (the default, torch.optim's: no step after a sign flip) or ``"rprop-"``.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -332,4 +350,6 @@ def rprop(
         >>> [round(x, 3) for x in w.tolist()]
         [3.0, 3.0]
     """
-    return chain(scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size), negate())
+    return chain(
+        scale_by_rprop(learning_rate, eta_minus, eta_plus, min_step_size, max_step_size, variant=variant), negate()
+    )

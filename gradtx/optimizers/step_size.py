@@ -16,7 +16,7 @@ from gradtx.core.aliases import Mask, ScalarOrSchedule
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams, float_dtype
 from gradtx.core.kit import scaled
-from gradtx.core.numerics import moment_dtype, safe_increment, safe_norm, scalar_loss, zero_count
+from gradtx.core.numerics import moment_dtype, safe_increment, scalar_loss, stable_norm, zero_count
 from gradtx.core.validation import check_nonnegative, check_one_of, check_positive, check_range
 from gradtx.transforms.combine import chain
 from gradtx.transforms.regularizers import add_decayed_weights
@@ -158,6 +158,11 @@ class DoGState(NamedTuple):
     sum_sq_norm_grads: Any
     hyperparams: dict[str, Any]
 
+    @property
+    def is_init_step(self) -> jax.Array:
+        """Optax's flag: True before the first update."""
+        return self.count == 0
+
 
 def scale_by_distance_over_gradients(
     reps_rel: float = 1e-6,
@@ -227,7 +232,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
         scale = h.get("global_scale", jnp.ones((), dtype)).astype(dtype)
 
         def distance(p, x0):
-            return safe_norm(p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0).astype(dtype)
+            return stable_norm(p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0).astype(dtype)
 
         def r_epsilon(x0_norm, sum_sq):
             if init_kind == "heuristic":
@@ -246,7 +251,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
 
             def leaf(g, p, x0, max_dist, sum_sq):
                 eta, rbar, new_sq = step_size(
-                    distance(p, x0), safe_norm(x0).astype(dtype), max_dist, sum_sq, safe_norm(g).astype(dtype)
+                    distance(p, x0), stable_norm(x0).astype(dtype), max_dist, sum_sq, stable_norm(g).astype(dtype)
                 )
                 return (g * eta.astype(jnp.promote_types(g.dtype, dtype))).astype(g.dtype), rbar, new_sq
 
@@ -323,4 +328,4 @@ def dog(
         [3.0, 3.0]
     """
     decay = [] if weight_decay is None else [add_decayed_weights(weight_decay, mask)]
-    return chain(*decay, _scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate))
+    return chain(*decay, _scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate, allow_none=False))

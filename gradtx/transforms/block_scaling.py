@@ -39,7 +39,7 @@ def _block_norms(tree: Any, axis_name: Any) -> Any:
 
 
 def _block_norm(x: jax.Array, axis_name: Any) -> jax.Array:
-    """:func:`safe_norm` of a whole leaf whose parts are split across the mapped axis ``axis_name``."""
+    """:func:`stable_norm` of a whole leaf whose parts are split across the mapped axis ``axis_name``."""
     x = jnp.abs(jnp.asarray(x)).astype(norm_dtype(x))
     top = jax.lax.pmax(jnp.max(x, initial=0), axis_name)
     unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)

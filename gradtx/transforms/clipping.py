@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 from gradtx.core import tree as _tree
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams
-from gradtx.core.numerics import norm_dtype, safe_norm
+from gradtx.core.numerics import norm_dtype, stable_norm
 from gradtx.core.validation import check_nonnegative, check_positive
 
 
@@ -18,6 +19,10 @@ class ClipState(NamedTuple):
     """A clipping transform's state: its threshold, readable by name."""
 
     hyperparams: dict[str, Any]
+
+
+ClipByGlobalNormState = ClipState
+AdaptiveGradClipState = ClipState
 
 
 def clip(max_delta: float) -> GradientTransformation:
@@ -54,6 +59,24 @@ def clip(max_delta: float) -> GradientTransformation:
         return jax.tree.map(clip_leaf, updates), state
 
     return GradientTransformation(init, update)
+
+
+def global_norm(updates: Any) -> jax.Array:
+    """Deprecated in Optax for :func:`gradtx.tree.norm`: the l2 norm of all the updates together.
+
+    Args:
+        updates: a pytree of arrays.
+
+    Example:
+        >>> import warnings
+        >>> import jax.numpy as jnp, gradtx
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     float(gradtx.global_norm({"a": jnp.array([3.0, 4.0])}))
+        5.0
+    """
+    warnings.warn("global_norm is deprecated: use gradtx.tree.norm", DeprecationWarning, stacklevel=2)
+    return _tree.norm(updates)
 
 
 def clip_by_global_norm(max_norm: float, *, axis_name: Any = None) -> GradientTransformation:
@@ -139,14 +162,62 @@ def clip_by_block_rms(threshold: float) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def _unit_axes(ndim: int, axis: Any) -> tuple[int, ...]:
-    # vectors (biases, scales) and scalars are one unit per element
-    if ndim <= 1:
-        return ()
+def _unit_axes(shape: tuple[int, ...], axis: Any) -> tuple[int, ...]:
+    """The axes a unit's norm reduces over, by the rules of the NFNets reference code."""
+    ndim = len(shape)
+    if ndim <= 1:  # scalars and vectors (biases, scales): one unit
+        return tuple(range(ndim))
     if axis is not None:
         return (axis,) if isinstance(axis, int) else tuple(axis)
-    # a unit is one output: every axis but the last (JAX's (..., fan_in, fan_out) layout)
+    if sum(d != 1 for d in shape) <= 1:  # a vector with axes of size 1
+        return tuple(range(ndim))
+    if ndim in (2, 3):  # (fan_in, fan_out) kernels and multi-head (fan_in, heads, fan_out): units are columns
+        return (0,)
+    if ndim == 4:  # convolutions, (height, width, fan_in, fan_out)
+        return (0, 1, 2)
     return tuple(range(ndim - 1))
+
+
+def unitwise_norm(x: jax.Array, axis: int | tuple[int, ...] | None = None) -> jax.Array:
+    r"""The norm of each unit of ``x``, broadcast back to ``x``'s shape, as adaptive gradient
+    clipping measures it (Brock et al., 2021, :arxiv:`2102.06171`).
+
+    A scalar or vector is one unit; a matrix's units are its columns (the weights into one output),
+    and so are a 3-d multi-head kernel's; a 4-d convolution kernel ``(h, w, in, out)`` has one unit
+    per output channel; beyond 4-d, every axis but the last is reduced.
+
+    Args:
+        x: an array.
+        axis: the axes to reduce instead of those rules, when ``x`` has two or more dimensions.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> gradtx.transforms.unitwise_norm(jnp.array([[3.0, 0.0], [4.0, 1.0]])).tolist()
+        [[5.0, 1.0], [5.0, 1.0]]
+    """
+    x = jnp.asarray(x)
+    norms = stable_norm(x, _unit_axes(x.shape, axis), keepdims=True)
+    return jnp.broadcast_to(norms, x.shape)
+
+
+def unitwise_clip(g_norm: jax.Array, max_norm: jax.Array, grad: jax.Array, div_eps: float = 1e-6) -> jax.Array:
+    r"""Scale ``grad`` down where its unit norm ``g_norm`` exceeds ``max_norm``:
+    :math:`g \cdot \min(1, m / \max(\lVert g \rVert, \epsilon))`.
+
+    Args:
+        g_norm: the unit norms of ``grad`` (from :func:`unitwise_norm`), shaped like ``grad``.
+        max_norm: the largest norm allowed, shaped like ``grad`` (or a scalar).
+        grad: the gradient.
+        div_eps: :math:`\epsilon`, a floor on the norm divided by.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> g = jnp.array([3.0, 4.0])
+        >>> print(gradtx.transforms.unitwise_clip(gradtx.transforms.unitwise_norm(g), 1.0, g))
+        [0.6 0.8]
+    """
+    factor = jnp.minimum(1.0, max_norm / jnp.maximum(g_norm, div_eps))
+    return (grad * factor).astype(jnp.asarray(grad).dtype)
 
 
 def adaptive_grad_clip(
@@ -161,9 +232,10 @@ def adaptive_grad_clip(
     .. math::
         G_i \leftarrow G_i \cdot \min\left(1, \frac{\lambda \max(\lVert W_i \rVert, \epsilon)}{\lVert G_i \rVert}\right)
 
-    A unit is every axis but the last of a leaf with two or more dimensions
-    (kernels laid out ``(..., fan_in, fan_out)``, as in Flax); each element of a
-    vector or scalar is its own unit. Needs the parameters.
+    Units follow the NFNets reference code (see :func:`gradtx.transforms.unitwise_norm`): a
+    scalar or vector is one unit, a matrix's or 3-d kernel's units are its columns (the weights
+    into one output, Flax's ``(fan_in, fan_out)`` layout), a 4-d convolution kernel has one
+    per output channel. Needs the parameters.
 
     Args:
         clipping: :math:`\lambda`, the largest ratio of a unit's gradient norm to its weight
@@ -171,7 +243,7 @@ def adaptive_grad_clip(
         eps: :math:`\epsilon`, the floor on the weight norm, so that units at 0 can still
             move. A number or 0-d array, at least 0 (not a schedule).
         axis: the axes a unit's norm reduces over (an int or a tuple), for every leaf with
-            two or more dimensions; ``None`` is every axis but the last.
+            two or more dimensions; ``None`` follows the rules above.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -196,11 +268,11 @@ def adaptive_grad_clip(
         h = hp.values(state.hyperparams)
 
         def clip_leaf(g, w):
-            axes = _unit_axes(jnp.ndim(g), axis)
+            axes = _unit_axes(jnp.shape(g), axis)
             dtype = jnp.promote_types(norm_dtype(g), norm_dtype(w))
             lam, eps_ = h["clipping"].astype(dtype), h["eps"].astype(dtype)
-            limit = lam * jnp.maximum(safe_norm(w, axes, keepdims=True).astype(dtype), eps_)
-            return (g * _shrink(safe_norm(g, axes, keepdims=True).astype(dtype), limit)).astype(g.dtype)
+            limit = lam * jnp.maximum(stable_norm(w, axes, keepdims=True).astype(dtype), eps_)
+            return (g * _shrink(stable_norm(g, axes, keepdims=True).astype(dtype), limit)).astype(g.dtype)
 
         return jax.tree.map(clip_leaf, updates, params), state
 
@@ -219,7 +291,7 @@ def _batch_size(grads: Any, who: str) -> int:
 
 
 def _per_example_norm(x: jax.Array) -> jax.Array:
-    return safe_norm(x, tuple(range(1, jnp.ndim(x))))
+    return stable_norm(x, tuple(range(1, jnp.ndim(x))))
 
 
 def _clipped_sum(x: jax.Array, factor: jax.Array) -> jax.Array:

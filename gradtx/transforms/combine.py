@@ -146,16 +146,27 @@ def named_chain(*named: tuple[str, GradientTransformation]) -> GradientTransform
 
 
 class ConditionalState(NamedTuple):
-    """A conditional transform's state: its own step count and the inner state."""
+    """``conditionally_mask``'s state: its own step count and the inner state (Optax's
+    ``ConditionallyMaskState``)."""
 
     step: jax.Array
     inner_state: Any
 
 
-def _conditional(inner, should_transform_fn, forward_extra_args, on_skip):
+ConditionallyMaskState = ConditionalState
+
+
+class ConditionallyTransformState(NamedTuple):
+    """``conditionally_transform``'s state: the inner state and its own step count, in Optax's order."""
+
+    inner_state: Any
+    step: jax.Array
+
+
+def _conditional(inner, should_transform_fn, forward_extra_args, on_skip, kind):
 
     def init(params):
-        return ConditionalState(zero_count(), inner.init(params))
+        return kind(step=zero_count(), inner_state=inner.init(params))
 
     def update(updates, state, params=None, **extra_args):
         forwarded = extra_args if forward_extra_args else {}
@@ -167,7 +178,7 @@ def _conditional(inner, should_transform_fn, forward_extra_args, on_skip):
             return on_skip(updates), state.inner_state
 
         new_updates, inner_state = jax.lax.cond(should_transform_fn(state.step), run, skip, None)
-        return new_updates, ConditionalState(safe_increment(state.step), inner_state)
+        return new_updates, kind(step=safe_increment(state.step), inner_state=inner_state)
 
     return GradientTransformation(init, update)
 
@@ -197,7 +208,7 @@ def conditionally_transform(
         >>> first.tolist(), second.tolist()
         ([1.0], [10.0])
     """
-    return _conditional(inner, should_transform_fn, forward_extra_args, lambda u: u)
+    return _conditional(inner, should_transform_fn, forward_extra_args, lambda u: u, ConditionallyTransformState)
 
 
 def conditionally_mask(
@@ -225,17 +236,18 @@ def conditionally_mask(
         >>> first.tolist(), second.tolist()
         ([0.0], [10.0])
     """
-    return _conditional(inner, should_transform_fn, forward_extra_args, lambda u: jax.tree.map(jax.numpy.zeros_like, u))
+    zeros = lambda u: jax.tree.map(jax.numpy.zeros_like, u)  # noqa: E731
+    return _conditional(inner, should_transform_fn, forward_extra_args, zeros, ConditionalState)
 
 
-def with_extra_args_support(transform: Any) -> GradientTransformation:
+def with_extra_args_support(tx: Any) -> GradientTransformation:
     """Wrap a transform whose ``update`` takes no keyword arguments so that it ignores them.
 
     Lets a hand-written ``(init, update)`` pair, or another library's
     transform, sit in a chain that forwards ``value=`` or ``key=``.
 
     Args:
-        transform: anything with ``init`` and ``update(updates, state, params)``; an
+        tx: anything with ``init`` and ``update(updates, state, params)``; an
             ``update`` that already takes ``**kwargs`` is kept as it is.
 
     Example:
@@ -248,13 +260,13 @@ def with_extra_args_support(transform: Any) -> GradientTransformation:
     import inspect
 
     try:
-        parameters = inspect.signature(transform.update).parameters.values()
+        parameters = inspect.signature(tx.update).parameters.values()
     except (TypeError, ValueError):
         parameters = []  # type: ignore[assignment]
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return GradientTransformation(transform.init, transform.update)
+        return GradientTransformation(tx.init, tx.update)
 
     def update(updates, state, params=None, **extra_args):
-        return transform.update(updates, state, params)
+        return tx.update(updates, state, params)
 
-    return GradientTransformation(transform.init, update)
+    return GradientTransformation(tx.init, update)

@@ -132,38 +132,77 @@ class MaskedState(NamedTuple):
     inner_state: Any
 
 
-def resolve_mask(mask: PyTree | Callable[[Params], PyTree], params: PyTree) -> PyTree:
-    """The mask for ``params``, checked: a ``ValueError`` if it is not shaped like them, a
-    ``TypeError`` naming the first leaf that is not a Python bool.
+def broadcast_prefix(prefix: PyTree, full: PyTree, full_name: str, prefix_name: str) -> PyTree:
+    """``prefix`` shaped like ``full``: returned as it is when it already is, else each of its
+    leaves repeated over the subtree of ``full`` it stands for (a mask ``{"encoder": True,
+    "decoder": False}`` for parameters nested below those keys). A tree that is neither raises the
+    ``ValueError`` naming the first path where the two differ.
 
     Args:
-        mask: a tree of Python bools shaped like ``params``, or a function of ``params``
-            returning one.
+        prefix: a tree shaped like ``full`` or like a prefix of it.
+        full: the tree to match.
+        full_name: what ``full`` is, for the error message.
+        prefix_name: what ``prefix`` is, for the error message.
+
+    Example:
+        >>> from gradtx.transforms.masking import broadcast_prefix
+        >>> broadcast_prefix({"a": True, "b": False}, {"a": {"w": 1, "b": 2}, "b": 3}, "params", "mask")
+        {'a': {'b': True, 'w': True}, 'b': False}
+    """
+    if jax.tree.structure(prefix) == jax.tree.structure(full):  # type: ignore[operator]
+        return prefix
+    try:
+        return jax.tree.map(lambda leaf, subtree: jax.tree.map(lambda _: leaf, subtree), prefix, full)
+    except (ValueError, TypeError):
+        _tree.check_same_structure(full, prefix, full_name, prefix_name)  # raises, naming the difference
+        raise
+
+
+def resolve_mask(mask: PyTree | Callable[[Params], PyTree], params: PyTree) -> PyTree:
+    """The mask for ``params``, checked: a ``ValueError`` if it is not shaped like them (or like a
+    prefix of them, which is broadcast), a ``TypeError`` naming the first leaf that is not a Python bool.
+
+    Args:
+        mask: a tree of Python bools shaped like ``params`` or a prefix of them, or a function of
+            ``params`` returning one.
         params: the tree the mask is for.
 
     Returns:
-        The tree of Python bools.
+        The tree of Python bools, shaped like ``params``.
     """
     mask_tree = mask(params) if callable(mask) else mask
-    _tree.check_same_structure(params, mask_tree, "the parameters", "the mask")
     for path, leaf in _tree.leaves_with_path(mask_tree):
         if not isinstance(leaf, bool):
             raise TypeError(f"mask leaves must be Python bools; at '{_tree.path_str(path)}' got {type(leaf).__name__}")
-    return mask_tree
+    return broadcast_prefix(mask_tree, params, "the parameters", "the mask")
+
+
+def _masked_extra_args(selected: PyTree, updates: PyTree, extra_args: dict[str, Any]) -> dict[str, Any]:
+    """The extra arguments shaped like the updates, masked as the updates are; the others as they are."""
+    structure = jax.tree.structure(updates)
+    return {k: _select(selected, v) if jax.tree.structure(v) == structure else v for k, v in extra_args.items()}  # type: ignore[operator]
 
 
 def _select(mask_tree: PyTree, values: PyTree) -> PyTree:
     return jax.tree.map(lambda m, v: v if m else MaskedNode(), mask_tree, values)
 
 
-def masked(inner: GradientTransformation, mask: PyTree | Callable[[Params], PyTree]) -> GradientTransformation:
+def masked(
+    inner: GradientTransformation,
+    mask: PyTree | Callable[[Params], PyTree],
+    *,
+    mask_compatible_extra_args: bool = False,
+) -> GradientTransformation:
     """Apply ``inner`` to the leaves where ``mask`` is True; pass the others through.
 
     Args:
         inner: the transform for the selected leaves; it sees only them, and its state
             holds only them.
-        mask: a tree of Python bools shaped like the parameters, or a function of the
-            parameters returning one (such as :func:`path_mask`'s); True selects a leaf.
+        mask: a tree of Python bools shaped like the parameters or like a prefix of them (a
+            bool for a whole subtree), or a function of the parameters returning one (such as
+            :func:`path_mask`'s); True selects a leaf.
+        mask_compatible_extra_args: mask the extra arguments shaped like the updates (a tree of
+            per-parameter values) as the updates are; False passes every extra argument whole.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -180,6 +219,8 @@ def masked(inner: GradientTransformation, mask: PyTree | Callable[[Params], PyTr
         mask_tree = resolve_mask(mask, updates if params is None else params)
         _tree.check_same_structure(mask_tree, updates, "the mask", "the updates")
         inner_params = None if params is None else _select(mask_tree, params)
+        if mask_compatible_extra_args:
+            extra_args = _masked_extra_args(mask_tree, updates, extra_args)
         new, inner_state = inner.update(_select(mask_tree, updates), state.inner_state, inner_params, **extra_args)
         merged = jax.tree.map(lambda m, n, u: n if m else u, mask_tree, new, updates)
         return merged, MaskedState(inner_state)
@@ -193,9 +234,12 @@ class PartitionState(NamedTuple):
     inner_states: dict[Any, Any]
 
 
+MultiTransformState = PartitionState
+
+
 def _label_tree(param_labels: PyTree | Callable[[Params], PyTree], params: PyTree, known) -> PyTree:
     labels = param_labels(params) if callable(param_labels) else param_labels
-    _tree.check_same_structure(params, labels, "the parameters", "the labels")
+    labels = broadcast_prefix(labels, params, "the parameters", "the labels")
     for path, label in _tree.leaves_with_path(labels):
         if label not in known:
             raise ValueError(
@@ -207,6 +251,8 @@ def _label_tree(param_labels: PyTree | Callable[[Params], PyTree], params: PyTre
 def partition(
     transforms: dict[Any, GradientTransformation],
     param_labels: PyTree | Callable[[Params], PyTree],
+    *,
+    mask_compatible_extra_args: bool = False,
 ) -> GradientTransformation:
     """Apply a different transform to each group of parameters.
 
@@ -216,8 +262,11 @@ def partition(
     Args:
         transforms: a dict from each label to its transform; a label without one is a
             ``ValueError``.
-        param_labels: each leaf's label: a tree of labels shaped like the parameters, or
-            a function of the parameters returning one (such as :func:`path_labels`'s).
+        param_labels: each leaf's label: a tree of labels shaped like the parameters or like a
+            prefix of them (one label for a whole subtree), or a function of the parameters
+            returning one (such as :func:`path_labels`'s).
+        mask_compatible_extra_args: give each transform the extra arguments shaped like the
+            updates restricted to its leaves; False passes every extra argument whole.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -246,8 +295,9 @@ def partition(
         for name in names:
             selected = jax.tree.map(lambda l: l == name, labels)  # noqa: B023 (used at once)
             inner_params = None if params is None else _select(selected, params)
+            args = _masked_extra_args(selected, updates, extra_args) if mask_compatible_extra_args else extra_args
             outputs[name], new_states[name] = transforms[name].update(
-                _select(selected, updates), state.inner_states[name], inner_params, **extra_args
+                _select(selected, updates), state.inner_states[name], inner_params, **args
             )
         merged = jax.tree.map(lambda label, *outs: outs[names.index(label)], labels, *(outputs[n] for n in names))
         return merged, PartitionState(new_states)

@@ -73,7 +73,7 @@ import jax.numpy as jnp  # noqa: E402 - this section's own imports
 import numpy as np  # noqa: E402
 
 
-def centralize() -> GradientTransformation:
+def centralize(*, fan_out_axis: int = -1) -> GradientTransformation:
     r"""Gradient centralization (Yong, Huang, Hua & Zhang, 2020, :arxiv:`2004.01461`).
 
     For every leaf with two or more dimensions, subtract the mean over each
@@ -83,7 +83,12 @@ def centralize() -> GradientTransformation:
     .. math::
         \Phi(G)_{:, j} = G_{:, j} - \tfrac{1}{M} \textstyle\sum_{i} G_{i, j}
 
-    Vectors (biases, scales) and scalars pass unchanged.
+    Vectors (biases, scales) and scalars pass unchanged. ``fan_out_axis=0`` is for kernels laid
+    out ``(fan_out, fan_in, ...)``, as torch's are; it is what Optax's ``centralize`` computes on
+    every leaf (the paper's PyTorch rule, applied to Flax's layout it centres each input instead).
+
+    Args:
+        fan_out_axis: the axis that indexes the output units; the mean is over all the others.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -101,7 +106,8 @@ def centralize() -> GradientTransformation:
         def center(g):
             if jnp.ndim(g) < 2:
                 return g
-            axes = tuple(range(jnp.ndim(g) - 1))
+            out = fan_out_axis % jnp.ndim(g)
+            axes = tuple(a for a in range(jnp.ndim(g)) if a != out)
             mean = jnp.mean(g, axis=axes, keepdims=True, dtype=jnp.promote_types(g.dtype, jnp.float32))
             return (g - mean).astype(g.dtype)
 
@@ -181,6 +187,9 @@ def add_noise(eta: float, gamma: float, key: Any = None, *, seed: int | None = N
         return noisy, AddNoiseState(count, as_data(next_key), hp.advance(state.hyperparams, count))
 
     return GradientTransformation(init, update)
+
+
+NonNegativeParamsState = EmptyState  # Optax's name for this state
 
 
 def keep_params_nonnegative() -> GradientTransformation:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx.core.aliases import ScalarOrSchedule
-from gradtx.core.base import GradientTransformation
+from gradtx.core.base import GradientTransformation, identity
 from gradtx.core.hyperparams import Hyperparams, float_dtype
 from gradtx.core.kit import scaled
 from gradtx.core.numerics import safe_increment, scalar_loss, zero_count
@@ -86,14 +86,19 @@ def scale_by_hyperparameter(name: str, value: ScalarOrSchedule, sign: float = 1.
     return GradientTransformation(init, update)
 
 
-def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool = True) -> GradientTransformation:
+def scale_by_learning_rate(
+    learning_rate: ScalarOrSchedule | None = None, *, flip_sign: bool = True, allow_none: bool = True
+) -> GradientTransformation:
     r"""Multiply by :math:`-\eta` (gradient *descent*), or by :math:`+\eta` with ``flip_sign=False``.
 
     Args:
         learning_rate: :math:`\eta`, at least 0: a number, a 0-d array or a schedule
             ``step -> value`` (update ``t``, counting from 0, uses ``learning_rate(t)``).
-            Read or set it with ``gradtx.hyperparams(state)["learning_rate"]``.
+            Read or set it with ``gradtx.hyperparams(state)["learning_rate"]``. None (Optax's
+            default) leaves the updates as they are, sign included.
         flip_sign: multiply by :math:`-\eta`; ``False`` multiplies by :math:`+\eta`.
+        allow_none: whether None means "no scaling"; the named optimizers pass False, so that
+            ``gradtx.sgd(None)`` (an unset config value) is an error.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -101,6 +106,10 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule, *, flip_sign: bool =
         >>> tx.update(jnp.ones(2), tx.init(jnp.zeros(2)))[0].tolist()
         [-0.5, -0.5]
     """
+    if learning_rate is None:
+        if allow_none:
+            return identity()
+        raise TypeError("learning_rate must be a number, an array or a schedule, got None")
     check_nonnegative("learning_rate", learning_rate)
     return scale_by_hyperparameter("learning_rate", learning_rate, -1.0 if flip_sign else 1.0)
 
@@ -127,14 +136,17 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], jax.Array]) -> Gradien
 
 
 class ReduceOnPlateauState(NamedTuple):
-    """``reduce_on_plateau``: the current ``scale`` and the bookkeeping that drives it."""
+    """``reduce_on_plateau``: the current ``scale`` and the bookkeeping that drives it: the best
+    window mean so far, the windows without improvement and of cooldown, the number of updates
+    (``count``, all of them: Optax's counts those of the current window) and ``avg_value``, the
+    mean loss of the current window so far."""
 
     scale: jax.Array
     best_value: jax.Array
     plateau_count: jax.Array
     cooldown_count: jax.Array
     count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
-    accumulated_value: jax.Array
+    avg_value: jax.Array
     hyperparams: dict[str, Any]
 
 
@@ -151,18 +163,20 @@ def reduce_on_plateau(
 
     Needs the loss as the extra argument ``value``. Every ``accumulation_size``
     updates, the mean loss :math:`\bar f` of that window is compared with the best
-    so far: it improves when :math:`\bar f < (1 - rtol)\, f_{best} - atol`. After more
-    than ``patience`` windows without improvement the scale becomes
-    :math:`\max(scale \cdot factor, min\_scale)` and ``cooldown`` windows follow in
-    which no reduction happens (torch.optim's ``ReduceLROnPlateau`` semantics).
+    so far: it improves when :math:`\bar f < (1 - rtol)\, f_{best} - atol`. After
+    ``patience`` windows in a row without improvement (at least one) the scale becomes
+    :math:`\max(scale \cdot factor, min\_scale)`, the count starts again, and ``cooldown``
+    windows follow in which no reduction happens. This is Optax's count; torch.optim's
+    ``ReduceLROnPlateau(patience=p)`` reduces after ``p + 1`` such windows, which is
+    ``patience=p + 1`` here.
     Place it after the learning rate: ``chain(adam(1e-3), reduce_on_plateau())``.
     ``factor``, ``rtol``, ``atol`` and ``min_scale`` are numbers or 0-d arrays, not
     schedules.
 
     Args:
         factor: the scale's factor at each reduction, in (0, 1).
-        patience: the number of windows without improvement that are tolerated, an int of
-            at least 0.
+        patience: the number of windows in a row without improvement that trigger a reduction,
+            an int of at least 0 (0 and 1 both reduce at the first such window).
         rtol: the relative improvement on :math:`f_{best}` that counts, in [0, 1].
         atol: the absolute improvement that counts, at least 0.
         cooldown: the number of windows after a reduction in which none happens, an int of
@@ -176,8 +190,8 @@ def reduce_on_plateau(
         >>> state = tx.init(jnp.zeros(1))
         >>> for loss in [3.0, 2.0, 2.0, 2.0]:
         ...     updates, state = tx.update(jnp.ones(1), state, value=loss)
-        >>> float(state.scale), updates.tolist()
-        (0.5, [0.5])
+        >>> float(state.scale), updates.tolist()  # reduced at the 3rd and the 4th loss
+        (0.25, [0.25])
     """
     check_range("factor", factor, 0.0, 1.0, low_open=True, high_open=True)
     for name, value in [("patience", patience), ("cooldown", cooldown)]:
@@ -199,7 +213,7 @@ def reduce_on_plateau(
             plateau_count=zero_count(),
             cooldown_count=zero_count(),
             count=zero_count(),
-            accumulated_value=jnp.zeros((), dtype),
+            avg_value=jnp.zeros((), dtype),
             hyperparams=hp.init(),
         )
 
@@ -209,14 +223,14 @@ def reduce_on_plateau(
         value = scalar_loss(value, "reduce_on_plateau")
         h = hp.values(state.hyperparams)
         count = safe_increment(state.count)
-        total = state.accumulated_value + jnp.asarray(value).astype(state.accumulated_value.dtype)
+        in_window = (state.count % accumulation_size + 1).astype(state.avg_value.dtype)  # this value's place
+        mean = state.avg_value + (jnp.asarray(value).astype(state.avg_value.dtype) - state.avg_value) / in_window
         window_done = count % accumulation_size == 0
-        mean = total / accumulation_size
 
         improved = mean < (1 - h["rtol"]) * state.best_value - h["atol"]
         in_cooldown = state.cooldown_count > 0
         plateau = jnp.where(improved | in_cooldown, 0, state.plateau_count + 1)
-        reduce = plateau > patience
+        reduce = plateau >= max(patience, 1)
         evaluated = ReduceOnPlateauState(
             scale=jnp.where(reduce, jnp.maximum(state.scale * h["factor"], h["min_scale"]), state.scale),
             best_value=jnp.where(improved, mean, state.best_value),
@@ -225,10 +239,10 @@ def reduce_on_plateau(
                 state.cooldown_count.dtype
             ),
             count=count,
-            accumulated_value=jnp.zeros_like(total),
+            avg_value=jnp.zeros_like(mean),
             hyperparams=state.hyperparams,
         )
-        waiting = state._replace(count=count, accumulated_value=total)
+        waiting = state._replace(count=count, avg_value=mean)
         new_state = jax.tree.map(lambda a, b: jnp.where(window_done, a, b), evaluated, waiting)
         return scaled(updates, new_state.scale), new_state
 

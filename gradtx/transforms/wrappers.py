@@ -20,6 +20,7 @@ from gradtx.core.hyperparams import (
 )
 from gradtx.core.kit import moments_like
 from gradtx.core.numerics import safe_increment, zero_count
+from gradtx.core.recipe import recipe
 from gradtx.core.validation import check_range
 
 
@@ -104,7 +105,9 @@ class MultiSteps:
         should_skip_update_fn: ``None``, or ``fn(updates, gradient_step, params) -> (skip,
             skip_state)`` (such as :func:`skip_not_finite`): a call where ``skip`` is True
             is dropped altogether, and ``skip_state`` is kept in the state.
-        accumulator_dtype: the accumulator's dtype; ``None`` is the parameters' own.
+        accumulator_dtype: the accumulator's dtype; ``None`` is each parameter's own, promoted to at
+            least float32 (so bfloat16 gradients are summed in float32, as Optax's default does,
+            and float64 ones stay float64).
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -132,6 +135,25 @@ class MultiSteps:
         self.should_skip_update_fn = should_skip_update_fn
         self.accumulator_dtype = accumulator_dtype
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiSteps) and recipe(vars(self)) == recipe(vars(other))
+
+    def __hash__(self) -> int:
+        return hash(recipe(vars(self)))
+
+    @property
+    def inner_opt(self) -> GradientTransformation:
+        """The inner optimizer (Optax's attribute name; also ``opt``)."""
+        return self.opt
+
+    def _accumulator(self, p: Any) -> jax.Array:
+        if self.accumulator_dtype is not None:
+            return moments_like(p, self.accumulator_dtype)
+        dtype = jnp.asarray(p).dtype
+        if jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.promote_types(dtype, jnp.float32)
+        return moments_like(p, dtype)
+
     def _k(self, gradient_step):
         k = self.every_k_schedule(gradient_step) if callable(self.every_k_schedule) else self.every_k_schedule
         return jnp.asarray(k, jnp.int32)
@@ -144,7 +166,7 @@ class MultiSteps:
             mini_step=zero_count(),
             gradient_step=zero_count(),
             inner_opt_state=self.opt.init(params),
-            acc_grads=moments_like(params, self.accumulator_dtype),
+            acc_grads=jax.tree.map(self._accumulator, params),
             skip_state=skip_state,  # complex stays complex
         )
 
@@ -196,6 +218,9 @@ class ApplyEveryState(NamedTuple):
 
     count: jax.Array  # type: ignore[assignment]  # Optax's field name; it shadows tuple.count
     grad_acc: Updates
+
+
+ApplyEvery = ApplyEveryState  # Optax's name for this state
 
 
 def apply_every(k: int = 1) -> GradientTransformation:

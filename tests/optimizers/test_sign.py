@@ -47,6 +47,11 @@ CASES = [
         lambda: Rprop(0.1, 0.3, 1.5, 0.02, 0.2),
     ),
     ("rprop", lambda: gradtx.rprop(), lambda: R.Chain(Rprop(0.1), R.Scale(-1.0))),
+    (
+        "rprop-minus",
+        lambda: gradtx.rprop(variant="rprop-"),
+        lambda: R.Chain(Rprop(0.1, variant="rprop-"), R.Scale(-1.0)),
+    ),
 ]
 
 
@@ -101,14 +106,26 @@ def test_lion_modes_other_than_the_papers_are_refused():
         gradtx.scale_by_lion(mode="smooth")
 
 
-def test_rprop_steps_from_the_first_update_and_keeps_stepping_after_a_sign_flip():
-    """Rprop-, unlike iRprop- (torch.optim, Optax), takes the shrunk step after a flip."""
-    tx = gradtx.rprop(0.1)
+def test_rprop_minus_steps_from_the_first_update_and_keeps_stepping_after_a_sign_flip():
+    """Rprop-, unlike iRprop- (the default, torch.optim's), takes the shrunk step after a flip."""
+    tx = gradtx.rprop(0.1, variant="rprop-")
     state, updates = tx.init(jnp.zeros(1)), []
     for g in [1.0, 1.0, -1.0, -1.0, 0.0, -1.0]:
         u, state = tx.update(jnp.array([g]), state)
         updates.append(round(u.item(), 6))
     assert updates == [-0.1, -0.12, 0.06, 0.072, 0.0, 0.072]  # after a zero gradient Delta is kept
+
+
+def test_irprop_minus_skips_the_step_after_a_sign_flip_and_forgets_that_gradient():
+    """torch.optim.Rprop's sequence, worked by hand: the flip shrinks Delta to 0.06 and steps 0;
+    the next gradient is compared with 0, so Delta stays 0.06 and the step is taken."""
+    tx = gradtx.rprop(0.1)
+    state, updates = tx.init(jnp.zeros(1)), []
+    for g in [1.0, 1.0, -1.0, -1.0, -1.0]:
+        u, state = tx.update(jnp.array([g]), state)
+        updates.append(round(u.item(), 6))
+    assert updates == [-0.1, -0.12, 0.0, 0.06, 0.072]
+    assert float(state[0].prev_updates[0]) == -1.0  # Optax's name for the stored gradient
 
 
 # --------------------------------------------------------------------------- convergence

@@ -39,10 +39,12 @@ class Adam(Ref):
 
 
 class AMSGrad(Ref):
-    """Reddi et al.: Adam with the running maximum of the bias-corrected v."""
+    """Reddi et al.: Adam with the running maximum of the bias-corrected v (of the raw v when
+    ``bias_correction_nu`` is False, as in the paper's Algorithm 2; m uncorrected likewise)."""
 
-    def __init__(self, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0):
+    def __init__(self, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, bias_correction_mu=True, bias_correction_nu=True):
         self.b1, self.b2, self.eps, self.eps_root = b1, b2, eps, eps_root
+        self.correct_m, self.correct_v = bias_correction_mu, bias_correction_nu
 
     def init(self, params):
         self.t = 0
@@ -58,8 +60,8 @@ class AMSGrad(Ref):
         for i, g in enumerate(grads):
             self.m[i] = b1 * self.m[i] + (1 - b1) * g
             self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
-            m_hat = self.m[i] / (1 - b1**t)
-            v_hat = self.v[i] / (1 - b2**t)
+            m_hat = self.m[i] / (1 - b1**t) if self.correct_m else self.m[i]
+            v_hat = self.v[i] / (1 - b2**t) if self.correct_v else self.v[i]
             if np.any(self.v_max[i] > v_hat * (1 + 1e-3)):
                 self.max_was_active = True
             self.v_max[i] = np.maximum(self.v_max[i], v_hat)
@@ -110,18 +112,37 @@ def ref_adamw(
     )
 
 
-def ref_nadam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None):
-    return ref_adam(learning_rate, b1, b2, eps, eps_root, nesterov=True)
+def ref_nadam(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, nesterov=True):
+    return ref_adam(learning_rate, b1, b2, eps, eps_root, nesterov=nesterov)
 
 
 def ref_nadamw(
-    learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None, weight_decay=1e-4, mask=None
+    learning_rate=1e-3,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    mu_dtype=None,
+    weight_decay=1e-4,
+    mask=None,
+    nesterov=True,
 ):
-    return ref_adamw(learning_rate, b1, b2, eps, eps_root, weight_decay=weight_decay, mask=mask, nesterov=True)
+    return ref_adamw(learning_rate, b1, b2, eps, eps_root, weight_decay=weight_decay, mask=mask, nesterov=nesterov)
 
 
-def ref_amsgrad(learning_rate=1e-3, b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, mu_dtype=None):
-    return Chain(AMSGrad(b1, b2, eps, eps_root), ScaleByLearningRate(learning_rate))
+def ref_amsgrad(
+    learning_rate=1e-3,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-8,
+    eps_root=0.0,
+    mu_dtype=None,
+    bias_correction_mu=True,
+    bias_correction_nu=True,
+):
+    return Chain(
+        AMSGrad(b1, b2, eps, eps_root, bias_correction_mu, bias_correction_nu), ScaleByLearningRate(learning_rate)
+    )
 
 
 def ref_adamax(learning_rate=2e-3, b1=0.9, b2=0.999, eps=1e-8):

@@ -54,17 +54,21 @@ class BlockRMS(R.Ref):
         return out
 
 
-def unit_axes(ndim, axis):
-    if ndim <= 1:
-        return ()  # one unit per element of a vector or scalar
+def unit_axes(shape, axis):
+    """The NFNets reference code's units: a scalar or vector is one; matrices and 3-d kernels
+    reduce axis 0 (columns); 4-d kernels (h, w, in, out) reduce all but the last."""
+    if len(shape) <= 1:
+        return tuple(range(len(shape)))
     if axis is not None:
         return (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(range(ndim - 1))
+    if len(np.squeeze(np.zeros(shape)).shape) <= 1:
+        return tuple(range(len(shape)))
+    return {2: (0,), 3: (0,), 4: (0, 1, 2)}.get(len(shape), tuple(range(len(shape) - 1)))
 
 
 class AGC(R.Ref):
     """Brock et al. (2021): G_i <- G_i min(1, lambda max(|W_i|, eps) / |G_i|) for each unit i
-    (the weights into one output: every axis but the last)."""
+    (the weights into one output, by the units of the NFNets reference code: ``unit_axes``)."""
 
     def __init__(self, clipping, eps=1e-3, axis=None):
         self.clipping, self.eps, self.axis = clipping, eps, axis
@@ -73,7 +77,7 @@ class AGC(R.Ref):
     def update(self, grads, params):
         out = []
         for g, w in zip(grads, params):
-            axes = unit_axes(g.ndim, self.axis)
+            axes = unit_axes(g.shape, self.axis)
             g_norm = np.sqrt(np.sum(g**2, axis=axes, keepdims=True))
             limit = self.clipping * np.maximum(np.sqrt(np.sum(w**2, axis=axes, keepdims=True)), self.eps)
             self.clipped += int(np.sum(g_norm > limit))

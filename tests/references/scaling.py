@@ -30,7 +30,9 @@ def ScaleByLearningRate(learning_rate, flip_sign=True):
 
 
 def reference_scales(losses, factor, patience, rtol, atol, cooldown, accumulation_size, min_scale):
-    """torch.optim.ReduceLROnPlateau's rule (mode='min', threshold_mode='rel' plus atol), over windows."""
+    """torch.optim.ReduceLROnPlateau's rule (mode='min', threshold_mode='rel' plus atol), over
+    windows, with Optax's count: a reduction after ``patience`` bad windows (at least one), where
+    torch waits for ``patience + 1``."""
     scale, best, bad, cool, window, scales = 1.0, float("inf"), 0, 0, [], []
     for loss in losses:
         window.append(loss)
@@ -44,7 +46,7 @@ def reference_scales(losses, factor, patience, rtol, atol, cooldown, accumulatio
             if cool > 0:
                 cool -= 1
                 bad = 0
-            if bad > patience:
+            if bad >= max(patience, 1):
                 scale, cool, bad = max(scale * factor, min_scale), cooldown, 0
         scales.append(scale)
     return scales

@@ -29,11 +29,15 @@ class Lion(R.Ref):
 
 
 class Rprop(R.Ref):
-    """Rprop-: per-coordinate step sizes, no backtracking, a step at every update."""
+    """Per-coordinate step sizes without backtracking (Igel & Hüsken 2000): Rprop- steps at every
+    update; iRprop- takes no step where the sign flipped and stores a zero gradient there."""
 
-    def __init__(self, learning_rate, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6, max_step_size=50.0):
+    def __init__(
+        self, learning_rate, eta_minus=0.5, eta_plus=1.2, min_step_size=1e-6, max_step_size=50.0, variant="irprop-"
+    ):
         self.delta0, self.eta_minus, self.eta_plus = learning_rate, eta_minus, eta_plus
         self.lo, self.hi = min_step_size, max_step_size
+        self.improved = variant == "irprop-"
 
     def init(self, params):
         self.delta = [np.full(p.shape, self.delta0) for p in params]
@@ -56,6 +60,10 @@ class Rprop(R.Ref):
                     new = d
                     self.seen.add("keep")
                 self.delta[i][j] = new
-            out.append(np.sign(g) * self.delta[i])
+            flipped = g * self.prev[i] < 0
+            step = np.sign(g) * self.delta[i]
+            if self.improved:
+                step, g = np.where(flipped, 0.0, step), np.where(flipped, 0.0, g)
+            out.append(step)
             self.prev[i] = g.copy()
         return out

@@ -1,6 +1,7 @@
 """The docstrings of the named optimizers and the public blocks: their arguments and their papers.
 
-- Every public function defined in ``gradtx/optimizers/*.py`` and ``gradtx/transforms/*.py``
+- Every public function defined in ``gradtx/optimizers/*.py``, ``gradtx/transforms/*.py``,
+  ``gradtx/losses/*.py``, ``gradtx/projections/*.py`` and the ``DOCUMENTED_MODULES``
   (``obj.__module__`` is the module) has an ``Args:`` section, after a blank line, with one
   ``name:`` entry per parameter of its signature, in signature order, and no other entry;
   ``*args`` and ``**kwargs`` may be named with their stars or without. A function without
@@ -32,6 +33,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/suites/ -> root
 PACKAGE = os.path.join(ROOT, "gradtx")
 DOCUMENTED_PACKAGES = ("gradtx.optimizers", "gradtx.transforms", "gradtx.losses", "gradtx.projections")
+DOCUMENTED_MODULES = (
+    "gradtx.second_order",
+    "gradtx.assignment",
+    "gradtx.perturbations",
+    "gradtx.experimental.aggregating",
+    "gradtx.microbatching",
+)
 
 # Citations left without a link, each with the reason: keep this short.
 UNLINKED = {
@@ -72,6 +80,10 @@ def public_functions() -> list[tuple[str, Callable]]:
             module = importlib.import_module(f"{package_name}.{info.name}")
             short = module.__name__.removeprefix("gradtx.")
             found.extend((f"{short}.{name}", fn) for name, fn in functions_of(module))
+    for module_name in DOCUMENTED_MODULES:
+        module = importlib.import_module(module_name)
+        short = module.__name__.removeprefix("gradtx.")
+        found.extend((f"{short}.{name}", fn) for name, fn in functions_of(module))
     return found
 
 

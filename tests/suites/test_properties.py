@@ -300,19 +300,39 @@ NOT_TRANSFORMS = {
     "per_example_global_norm_clip": "a function of per-example gradients (with a batch axis)",
     "per_example_layer_norm_clip": "a function of per-example gradients (with a batch axis)",
     "value_and_grad_from_state": "wraps a loss function",
+    "init_empty_state": "an init function, not a transform",
+    "global_norm": "a norm (deprecated for gradtx.tree.norm)",
+    "measure_with_ema": "returns a measurement, not updates: a measure for monitor (row monitor)",
+    "stateless_with_tree_map": "builds a transform from any function (like stateless)",
+    "StatefulSchedule": "a protocol for schedules with a state",
+    "WrappedSchedule": "a schedule, not a transform",
+    "TransformInitFn": "a type",
+    "TransformUpdateFn": "a type",
+    "TransformUpdateExtraArgsFn": "a type",
+    "GradientTransformationExtraArgs": "the protocol's class (GradientTransformation)",
 }
+UTILITY_MODULES = (
+    "gradtx.schedules",
+    "gradtx.losses",
+    "gradtx.core.tree",
+    "gradtx.core.paths",
+    "gradtx.core.numerics",
+    "gradtx.core.linear_algebra",
+    "gradtx.utilities",
+)
+TYPE_ALIASES = {"MaskOrFn", "OptState", "Params", "ScalarOrSchedule", "Schedule", "ShouldSkipUpdateFunction", "Updates"}
 
 
 def _public_factories() -> dict[str, Any]:
     out = {}
     for name in gradtx.__all__:
         obj = getattr(gradtx, name)
-        if inspect.ismodule(obj) or name in NOT_TRANSFORMS:
+        if inspect.ismodule(obj) or name in NOT_TRANSFORMS or name in TYPE_ALIASES:
             continue
         if inspect.isclass(obj) and issubclass(obj, tuple):
             continue
-        if getattr(obj, "__module__", "").startswith(("gradtx.schedules", "gradtx.losses")):
-            continue  # functions of the step or losses, not transforms
+        if getattr(obj, "__module__", "").startswith(UTILITY_MODULES):
+            continue  # functions of the step, losses, tree and numerical helpers: not transforms
         assert callable(obj), f"gradtx.{name} is neither callable nor a module nor a tuple class"
         out[name] = obj
     return out

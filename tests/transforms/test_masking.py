@@ -73,3 +73,58 @@ def test_rules_see_nnx_paths_without_the_variable_attribute():
     grads = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
     optimizer.update(model, grads)
     np.testing.assert_array_equal(np.asarray(model.linear.bias[...]), bias_before)
+
+
+# ------------------------------------------------------------ Optax's prefixes and extra arguments
+
+
+NESTED = {"encoder": {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}, "head": {"w": jnp.ones(3)}}
+
+
+def test_a_mask_or_labels_may_be_a_prefix_of_the_parameters():
+    tx = gradtx.masked(gradtx.scale(0.0), {"encoder": True, "head": False})
+    updates, _ = tx.update(NESTED, tx.init(NESTED))
+    assert all(np.all(x == 0) for x in jax.tree.leaves(updates["encoder"]))
+    np.testing.assert_array_equal(updates["head"]["w"], 1.0)
+    tx = gradtx.partition({"a": gradtx.scale(2.0), "b": gradtx.scale(-1.0)}, {"encoder": "a", "head": "b"})
+    updates, _ = tx.update(NESTED, tx.init(NESTED))
+    np.testing.assert_array_equal(updates["encoder"]["w"], 2.0)
+    np.testing.assert_array_equal(updates["head"]["w"], -1.0)
+    with pytest.raises(ValueError, match="the mask"):
+        gradtx.masked(gradtx.scale(0.0), {"encoder": True, "other": False}).init(NESTED)
+
+
+def _records_extra(seen):
+    def update(updates, state, params=None, **extra_args):
+        seen.append(extra_args)
+        return updates, state
+
+    return gradtx.GradientTransformation(lambda params: gradtx.EmptyState(), update)
+
+
+@pytest.mark.parametrize("compatible", [False, True])
+def test_mask_compatible_extra_args(compatible):
+    per_param = jax.tree.map(lambda x: 10 * x, NESTED)
+    seen = []
+    tx = gradtx.masked(_records_extra(seen), {"encoder": True, "head": False}, mask_compatible_extra_args=compatible)
+    tx.update(NESTED, tx.init(NESTED), per_param=per_param, scalar=1.0)
+    assert seen[-1]["scalar"] == 1.0
+    given = seen[-1]["per_param"]
+    if compatible:
+        assert isinstance(given["head"]["w"], gradtx.MaskedNode)
+        np.testing.assert_array_equal(given["encoder"]["w"], 10.0)
+    else:
+        assert given is per_param
+    seen.clear()
+    tx = gradtx.partition(
+        {"a": _records_extra(seen), "b": _records_extra(seen)},
+        {"encoder": "a", "head": "b"},
+        mask_compatible_extra_args=compatible,
+    )
+    tx.update(NESTED, tx.init(NESTED), per_param=per_param)
+    assert len(seen) == 2
+    if compatible:
+        assert isinstance(seen[0]["per_param"]["head"]["w"], gradtx.MaskedNode)
+        assert isinstance(seen[1]["per_param"]["encoder"]["w"], gradtx.MaskedNode)
+    else:
+        assert all(s["per_param"] is per_param for s in seen)

@@ -230,3 +230,13 @@ def test_centralize_removes_the_fan_in_mean_of_a_4d_kernel():
     u, _ = tx.update({"k": g, "b": g[0, 0, 0]}, tx.init({"k": g, "b": g[0, 0, 0]}))
     np.testing.assert_allclose(np.asarray(u["k"]).mean(axis=(0, 1, 2)), np.zeros(8), atol=1e-5)
     np.testing.assert_array_equal(u["b"], g[0, 0, 0])  # a vector passes unchanged
+
+
+def test_centralize_with_the_output_axis_first():
+    g = np.arange(24.0).reshape(2, 3, 4)
+    tx = gradtx.centralize(fan_out_axis=0)
+    out, _ = tx.update({"w": jnp.asarray(g), "b": jnp.ones(3)}, tx.init(None))
+    np.testing.assert_allclose(out["w"], g - g.mean(axis=(1, 2), keepdims=True), rtol=1e-6)
+    np.testing.assert_array_equal(out["b"], 1.0)
+    default, _ = gradtx.centralize().update(jnp.asarray(g), None)
+    np.testing.assert_allclose(default, g - g.mean(axis=(0, 1), keepdims=True), rtol=1e-6)

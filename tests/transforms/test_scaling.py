@@ -122,3 +122,12 @@ def test_in_a_chain_the_learning_rate_shrinks():
         updates, state = tx.update(jnp.ones(1), state, value=1.0)
     # the first loss sets the best; the next two are plateaus, each halving the scale
     np.testing.assert_allclose(updates, -0.1 * 0.25, rtol=1e-6)
+
+
+def test_the_state_keeps_the_mean_loss_of_the_current_window():
+    tx = gradtx.reduce_on_plateau(accumulation_size=3)
+    state = tx.init(jnp.zeros(1))
+    for loss, expected in [(3.0, 3.0), (1.0, 2.0), (2.0, 0.0), (5.0, 5.0)]:
+        _, state = tx.update(jnp.ones(1), state, value=loss)
+        assert float(state.avg_value) == pytest.approx(expected)  # reset once a window is complete
+    assert float(state.best_value) == pytest.approx(2.0)
