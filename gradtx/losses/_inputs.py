@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,3 +66,20 @@ def axis_of(who: str, axis: Any, ndim: int) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise ValueError(f"{who}: axis {axis!r} names an axis twice")
     return tuple(sorted(out))
+
+
+def labels_in_range(who: str, labels: Any, classes: int, used: Any = None) -> None:
+    """Refuse an integer label outside ``[0, classes)`` (among the ``used`` ones, when a mask of
+    the real labels is given) when the values are known now; traced labels pass, and the losses
+    give NaN for an out-of-range one."""
+    if isinstance(labels, jax.core.Tracer) or isinstance(used, jax.core.Tracer):
+        return
+    values = np.asarray(labels)
+    bad = (values < 0) | (values >= classes)
+    if used is not None:
+        bad &= np.asarray(used, bool)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{who}: labels{list(index)} is {int(values[index])}, outside the {classes} classes [0, {classes})"
+        )

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx.core.validation import check_nonnegative, check_range
-from gradtx.losses._inputs import as_float, as_integer, axis_of, mask, same_shape
+from gradtx.losses._inputs import as_float, as_integer, axis_of, labels_in_range, mask, same_shape
 
 
 def masked_log_softmax(logits: jax.Array, axes: tuple[int, ...], where: jax.Array | None) -> jax.Array:
@@ -117,19 +117,6 @@ def safe_softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
     return _cross_entropy(logits, labels, (logits.ndim - 1,), None)
 
 
-def _check_labels_in_range(who: str, labels: jax.Array, classes: int) -> None:
-    """Refuse out-of-range labels when their values are known now; traced labels give NaN."""
-    if isinstance(labels, jax.core.Tracer):
-        return
-    values = np.asarray(labels)
-    bad = (values < 0) | (values >= classes)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{who}: labels{list(index)} is {int(values[index])}, outside the {classes} classes [0, {classes})"
-        )
-
-
 def softmax_cross_entropy_with_integer_labels(
     logits: Any, labels: Any, axis: int | tuple[int, ...] = -1, where: Any = None
 ) -> jax.Array:
@@ -172,7 +159,7 @@ def softmax_cross_entropy_with_integer_labels(
             f"{axis!r} it must be {batch_shape}"
         )
     classes = int(np.prod([logits.shape[a] for a in axes]))
-    _check_labels_in_range(who, labels, classes)
+    labels_in_range(who, labels, classes)
     flat = jnp.transpose(logits, batch_axes + axes).reshape(batch_shape + (classes,))
     per_class = per_example = None
     if where is not None:

@@ -18,21 +18,7 @@ import numpy as np
 
 from gradtx.core.numerics import compute_dtype
 from gradtx.core.validation import concrete_value
-from gradtx.losses._inputs import as_float, as_integer, same_shape
-
-
-def _check_labels(who: str, labels: jax.Array, real: jax.Array, classes: int) -> None:
-    """Refuse an unpadded label outside ``[0, classes)`` when the values are known now (traced
-    labels out of range give a NaN loss instead)."""
-    if isinstance(labels, jax.core.Tracer) or isinstance(real, jax.core.Tracer):
-        return
-    values, used = np.asarray(labels), np.asarray(real)
-    bad = used & ((values < 0) | (values >= classes))
-    if bad.any():
-        b, n = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{who}: labels[{b}, {n}] is {int(values[b, n])}, outside the {classes} classes [0, {classes})"
-        )
+from gradtx.losses._inputs import as_float, as_integer, labels_in_range, same_shape
 
 
 def _inputs(who, logits, logit_paddings, labels, label_paddings, blank_id, log_epsilon):
@@ -63,7 +49,7 @@ def _inputs(who, logits, logit_paddings, labels, label_paddings, blank_id, log_e
     if eps is not None and not (np.isfinite(eps) and eps < 0):
         raise ValueError(f"{who}: log_epsilon must be a finite negative number (a stand-in for log 0), got {eps!r}")
     real = label_paddings == 0
-    _check_labels(who, labels, real, classes)
+    labels_in_range(who, labels, classes, used=real)
     return logits, logit_paddings != 0, labels, real, int(blank_id), log_epsilon
 
 

@@ -16,20 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradtx.losses._inputs import as_float, as_integer, same_shape
-
-
-def _check_labels(who: str, labels: jax.Array, classes: int) -> None:
-    """Refuse labels outside ``[0, classes)`` when their values are known now."""
-    if isinstance(labels, jax.core.Tracer):
-        return
-    values = np.asarray(labels)
-    bad = (values < 0) | (values >= classes)
-    if bad.any():
-        index = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"{who}: labels{list(index)} is {int(values[index])}, outside the {classes} classes [0, {classes})"
-        )
+from gradtx.losses._inputs import as_float, as_integer, labels_in_range, same_shape
 
 
 def _sparsemax(z: jax.Array) -> jax.Array:
@@ -119,7 +106,7 @@ def multiclass_sparsemax_loss(scores: Any, labels: Any) -> jax.Array:
         raise ValueError(
             f"{who}: labels has shape {labels.shape}, scores has shape {scores.shape}; labels must be {scores.shape[:-1]}"
         )
-    _check_labels(who, labels, scores.shape[-1])
+    labels_in_range(who, labels, scores.shape[-1])
     # the loss is unchanged by a shift of the scores: measure them from their largest
     z = scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
     p = _sparsemax(z)
