@@ -14,6 +14,13 @@ import jax.numpy as jnp
 from gradtx.losses._inputs import as_float, as_integer, same_shape
 
 
+def _binary_margin(who: str, predictor_outputs: Any, targets: Any, margin: float) -> jax.Array:
+    """:math:`\\max(0, m - y f)`, the inputs checked."""
+    outputs, targets = as_float(who, "predictor_outputs", predictor_outputs), as_float(who, "targets", targets)
+    same_shape(who, "targets", targets, "predictor_outputs", outputs)
+    return jnp.maximum(0, margin - outputs * targets)
+
+
 def hinge_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
     r"""The hinge loss of a binary classifier, element by element.
 
@@ -29,10 +36,7 @@ def hinge_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
         >>> gradtx.losses.hinge_loss(jnp.array([0.5, 2.0, -1.0]), jnp.array([1.0, 1.0, 1.0]))
         Array([0.5, 0. , 2. ], dtype=float32)
     """
-    who = "hinge_loss"
-    outputs, targets = as_float(who, "predictor_outputs", predictor_outputs), as_float(who, "targets", targets)
-    same_shape(who, "targets", targets, "predictor_outputs", outputs)
-    return jnp.maximum(0, 1 - outputs * targets)
+    return _binary_margin("hinge_loss", predictor_outputs, targets, 1.0)
 
 
 def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
@@ -51,10 +55,7 @@ def perceptron_loss(predictor_outputs: Any, targets: Any) -> jax.Array:
         >>> gradtx.losses.perceptron_loss(jnp.array([0.5, -2.0]), jnp.array([1.0, 1.0]))
         Array([0., 2.], dtype=float32)
     """
-    who = "perceptron_loss"
-    outputs, targets = as_float(who, "predictor_outputs", predictor_outputs), as_float(who, "targets", targets)
-    same_shape(who, "targets", targets, "predictor_outputs", outputs)
-    return jnp.maximum(0, -outputs * targets)
+    return _binary_margin("perceptron_loss", predictor_outputs, targets, 0.0)
 
 
 def _true_scores(who: str, scores: Any, labels: Any) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -98,14 +98,14 @@ def measure_with_ema(
         5.0
     """
 
-    measured = _stateless_measure(measure)
     averaged = ema(decay, debias=debias, accumulator_dtype=accumulator_dtype)
+    measured = chain(_stateless_measure(measure), averaged)
 
     def init(params):
         return (EmptyState(), averaged.init(_zeros_like_output(measure, params)))
 
     def update(updates, state, params=None, **extra_args):
-        return chain(measured, averaged).update(updates, state, params, **extra_args)
+        return measured.update(updates, state, params, **extra_args)
 
     return GradientTransformation(init, update)
 
