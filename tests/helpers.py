@@ -42,8 +42,19 @@ def quadratic(params):
 
 def step(tx, grads, state, params, **extra_args):
     """``tx.update`` with the extra arguments that some transforms need (the loss, its
-    gradient and the loss function); every other transform ignores them."""
-    return tx.update(grads, state, params, value=quadratic(params), grad=grads, value_fn=quadratic, **extra_args)
+    gradient, the loss function under the names that line searches, Sophia and SAM's opaque
+    mode read); every other transform ignores them."""
+    return tx.update(
+        grads,
+        state,
+        params,
+        value=quadratic(params),
+        grad=grads,
+        value_fn=quadratic,
+        obj_fn=quadratic,
+        grad_fn=lambda p, i: jax.grad(quadratic)(p),
+        **extra_args,
+    )
 
 
 # --------------------------------------------------------------------------- optimizers
@@ -91,6 +102,24 @@ OPTIMIZERS = {
     "optimistic_adam": lambda: gradtx.optimistic_adam(1e-3),
     "lbfgs": lambda: gradtx.lbfgs(),
     "asgd": lambda: gradtx.asgd(),
+    # the research optimizers of gradtx.contrib
+    "muon": lambda: gradtx.muon(lambda t: 0.3 * 0.97**t),  # fixed-size steps: a decaying rate
+    "schedule_free_sgd": lambda: gradtx.schedule_free_sgd(0.5),
+    "schedule_free_adamw": lambda: gradtx.schedule_free_adamw(0.1),
+    "schedule_free": lambda: gradtx.schedule_free(gradtx.sgd(0.1), 0.1),
+    "prodigy": lambda: gradtx.prodigy(),
+    "dadapt_adamw": lambda: gradtx.dadapt_adamw(),
+    "ademamix": lambda: gradtx.ademamix(0.05, b3=0.99, alpha=2.0),
+    "simplified_ademamix": lambda: gradtx.simplified_ademamix(0.01, b1=0.9, alpha=1.0),
+    "adopt": lambda: gradtx.adopt(0.05),
+    "galore": lambda: gradtx.galore(0.1, rank=2, update_proj_gap=10),
+    "madgrad": lambda: gradtx.madgrad(0.1),
+    "acprop": lambda: gradtx.acprop(0.05),
+    "momo": lambda: gradtx.momo(),
+    "momo_adam": lambda: gradtx.momo_adam(0.5),
+    "sophia": lambda: gradtx.sophia(0.1, b1=0.9, gamma=0.1, update_interval=1),
+    "cocob": lambda: gradtx.cocob(),
+    "dowg": lambda: gradtx.dowg(),
 }
 
 
@@ -105,6 +134,11 @@ def _ndim_at_least_1(params):
 def _labels_by_ndim(params):
     """A label function for ``partition``: matrices and up, vectors, scalars."""
     return jax.tree.map(lambda p: "matrix" if jnp.ndim(p) >= 2 else "vector" if jnp.ndim(p) == 1 else "scalar", params)
+
+
+def _matrices(params):
+    """A mask function: the 2-D leaves (the only ones ``scale_by_muon`` takes without dimension numbers)."""
+    return jax.tree.map(lambda p: jnp.ndim(p) == 2, params)
 
 
 def _legacy_transform():
@@ -211,6 +245,27 @@ TRANSFORMS = {
     "scale_by_zoom_linesearch": lambda: gradtx.scale_by_zoom_linesearch(4),
     "scale_by_lbfgs": lambda: gradtx.scale_by_lbfgs(memory_size=3),
     "scale_by_asgd": lambda: gradtx.scale_by_asgd(t0=1.0),
+    # the research optimizers' blocks and wrappers
+    "scale_by_muon_on_matrices": lambda: gradtx.masked(gradtx.scale_by_muon(), _matrices),
+    "scale_by_ademamix": lambda: gradtx.scale_by_ademamix(
+        b3=gradtx.ademamix_b3_warmup(0.999, 10), alpha=gradtx.ademamix_alpha_warmup(5.0, 10)
+    ),
+    "scale_by_simplified_ademamix": lambda: gradtx.scale_by_simplified_ademamix(alpha=1.0),
+    "scale_by_adopt": lambda: gradtx.scale_by_adopt(nesterov=True),
+    "scale_by_galore": lambda: gradtx.scale_by_galore(rank=2, update_proj_gap=10),
+    "split_real_and_imaginary": lambda: gradtx.split_real_and_imaginary(gradtx.adam(0.1)),
+    "scale_by_madgrad": lambda: gradtx.scale_by_madgrad(),
+    "scale_by_acprop": lambda: gradtx.scale_by_acprop(),
+    "scale_by_sophia": lambda: gradtx.scale_by_sophia(),
+    "hutchinson_estimator_diag_hessian": lambda: gradtx.hutchinson_estimator_diag_hessian(),
+    "normalize": lambda: gradtx.normalize(),
+    "mechanize": lambda: gradtx.mechanize(gradtx.adam(0.1)),
+    "scale_by_cocob": lambda: gradtx.scale_by_cocob(),
+    "scale_by_dowg": lambda: gradtx.scale_by_dowg(),
+    "sam": lambda: gradtx.sam(gradtx.sgd(0.1), gradtx.chain(gradtx.normalize(), gradtx.sgd(0.01))),
+    "sam_opaque": lambda: gradtx.sam(
+        gradtx.sgd(0.1), gradtx.chain(gradtx.normalize(), gradtx.sgd(0.01)), opaque_mode=True
+    ),
 }
 
 # Rows of TRANSFORMS whose parameters are gradtx.LookaheadParams.
@@ -448,5 +503,14 @@ def run_steps(tx, params, state, start, stop):
 
 def _resume_step(tx, params, state):
     value, grads = jax.value_and_grad(resume_loss)(params)
-    updates, state = tx.update(grads, state, params, value=value, grad=grads, value_fn=resume_loss)
+    updates, state = tx.update(
+        grads,
+        state,
+        params,
+        value=value,
+        grad=grads,
+        value_fn=resume_loss,
+        obj_fn=resume_loss,
+        grad_fn=lambda p, i: jax.grad(resume_loss)(p),
+    )
     return gradtx.apply_updates(params, updates), state

@@ -92,11 +92,24 @@ class Hyperparams:
 # ----------------------------------------------------------------- for users
 
 
+FORWARDS_FIELD = "forwards_hyperparams"
+
+
+def forwarded(state_class: type, names: tuple[str, ...] | bool = True) -> type:
+    """Mark a wrapper's state class as one whose hyperparameters stand for those of the same names
+    in the states it wraps (all of them, or ``names``): the wrapper writes its values there before
+    every update, as ``inject_hyperparams`` does, so :func:`hyperparams` lists the wrapper's only.
+    Any other wrapper's hyperparameters and its inner optimizer's are listed side by side."""
+    setattr(state_class, FORWARDS_FIELD, names)
+    return state_class
+
+
 class _Entry(NamedTuple):
     qualified: str  # owner path and name, e.g. "0/b1"
     name: str
     leaf_index: int
     scheduled: bool
+    forwards: bool  # the owner writes this value into the states it wraps
 
 
 def hyperparam_entries(state: Any) -> list[_Entry]:
@@ -114,7 +127,9 @@ def hyperparam_entries(state: Any) -> list[_Entry]:
         if qualified in entries:
             continue
         node = _paths.node_at(state, path[: at + 2])
-        entries[qualified] = _Entry(qualified, name, index, isinstance(node, Scheduled))
+        forwards = getattr(type(_paths.node_at(state, path[:at])), FORWARDS_FIELD, False)
+        forwards = forwards is True or (not isinstance(forwards, bool) and name in forwards)
+        entries[qualified] = _Entry(qualified, name, index, isinstance(node, Scheduled), forwards)
     return _unshadowed(list(entries.values()))
 
 
@@ -127,11 +142,13 @@ def _inside(inner: str, outer: str) -> bool:
 
 
 def _unshadowed(entries: list[_Entry]) -> list[_Entry]:
-    """A wrapper's hyperparameter stands for the same name in the states it wraps (the wrapper
-    writes its value there before every update, as ``inject_hyperparams`` does), unless the wrapped
-    one follows a schedule: then that one, the value of the next update, is the entry."""
+    """A forwarding wrapper's hyperparameter (see :func:`forwarded`) stands for the same name in the
+    states it wraps, unless the wrapped one follows a schedule: then that one, the value of the next
+    update, is the entry."""
     hidden: set[str] = set()
     for outer in entries:
+        if not outer.forwards:
+            continue
         for inner in entries:
             if inner.name == outer.name and _inside(_owner(inner), _owner(outer)):
                 hidden.add(outer.qualified if inner.scheduled else inner.qualified)
@@ -173,6 +190,8 @@ def hyperparams(state: Any) -> dict[str, Any]:
 def _find(entries: list[_Entry], key: str) -> _Entry:
     wanted = key.strip("/").split("/")
     found = [e for e in entries if e.qualified.split("/")[-len(wanted) :] == wanted]
+    exact = [e for e in found if e.qualified == "/".join(wanted)]
+    found = exact or found  # the outermost owner's name is its whole path ("eps" beside "inner/0/eps")
     if not found:
         known = sorted({e.name for e in entries})
         raise KeyError(f"no hyperparameter '{key}' in this state; it has {known}")

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -46,6 +47,7 @@ __all__ = [
     "real_vdot",
     "moments_like",
     "magnitudes_like",
+    "whole",
 ]
 
 
@@ -159,3 +161,26 @@ def real_vdot(a: Updates, b: Updates, dtype: Any) -> jax.Array:
         c = jnp.promote_types(jnp.result_type(x, y), dtype)
         total = total + jnp.real(jnp.sum(jnp.conj(x.astype(c)) * y.astype(c))).astype(dtype)
     return total
+
+
+def whole(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+    """``x`` whole on every device, and the function that lays a result of its shape out as ``x``
+    was, where ``x`` carries an explicit sharding (a mesh with ``AxisType.Explicit`` axes); elsewhere
+    ``x`` itself and the identity. For the steps that need a whole matrix (a product over a sharded
+    contracting axis, an SVD): on an Auto mesh XLA chooses the communication, an Explicit one wants it
+    said.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.kit import whole
+        >>> x, back = whole(jnp.ones((2, 3)))  # no explicit sharding here: x as it is
+        >>> x.shape, back(x).shape
+        ((2, 3), (2, 3))
+    """
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    if mesh is None or not spec or all(s is None for s in spec) or explicit not in tuple(mesh.axis_types or ()):
+        return x, lambda y: y
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.sharding.reshard(x, replicated), lambda y: jax.sharding.reshard(y, sharding)

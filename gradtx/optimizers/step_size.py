@@ -1,7 +1,8 @@
-"""Step sizes computed from the run itself: Polyak's, and distance over gradients (DoG).
+"""Step sizes computed from the run itself: Polyak's, distance over gradients (DoG) and distance
+over weighted gradients (DoWG).
 
-Neither needs a learning rate to be tuned: Polyak's step uses the loss value
-and a lower bound on it, DoG the distance travelled from the starting point.
+None needs a learning rate to be tuned: Polyak's step uses the loss value
+and a lower bound on it, DoG and DoWG the distance travelled from the starting point.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from gradtx.core import tree as _tree
 from gradtx.core.aliases import Mask, ScalarOrSchedule
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams, float_dtype
-from gradtx.core.kit import scaled
+from gradtx.core.kit import check_updates, needs_params, scaled
 from gradtx.core.numerics import moment_dtype, safe_increment, scalar_loss, stable_norm, zero_count
 from gradtx.core.validation import check_nonnegative, check_one_of, check_positive, check_range
 from gradtx.transforms.combine import chain
@@ -26,6 +27,17 @@ from gradtx.transforms.scaling import scale_by_hyperparameter, scale_by_learning
 def _ratio(numerator, denominator, where_zero):
     """``numerator / denominator``, and ``where_zero`` where the denominator is 0 (no 0/0)."""
     return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1), where_zero)
+
+
+def _start(params, dtype):
+    """A copy of the starting point :math:`x_0` in ``dtype`` (``None``: the parameters'), complex
+    for complex parameters (moment_dtype keeps the imaginary part)."""
+    return jax.tree.map(lambda p: jnp.asarray(p).astype(moment_dtype(p, dtype)), params)
+
+
+def _moved(params, x0):
+    """:math:`x_t - x_0`, leaf by leaf, in the wider of the two dtypes."""
+    return jax.tree.map(lambda p, x: p.astype(jnp.promote_types(p.dtype, x.dtype)) - x, params, x0)
 
 
 # ------------------------------------------------------------------------- Polyak
@@ -216,9 +228,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
         return jnp.zeros((), float_dtype())
 
     def init(params):
-        # x_0 in param_dtype, complex for complex parameters (moment_dtype keeps the imaginary part)
-        x0 = jax.tree.map(lambda p: jnp.asarray(p).astype(moment_dtype(p, param_dtype)), params)
-        return DoGState(zero_count(), x0, scalars(params), scalars(params), hp.init())
+        return DoGState(zero_count(), _start(params, param_dtype), scalars(params), scalars(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         if params is None:
@@ -261,10 +271,7 @@ def _dog(who, hp, init_name, init_kind, param_dtype, layerwise):
             )
             out, max_dist, sum_sq = (jax.tree.unflatten(treedef, [f[i] for f in flat]) for i in range(3))
         else:
-            moved = jax.tree.map(
-                lambda p, x0: p.astype(jnp.promote_types(p.dtype, x0.dtype)) - x0, params, state.init_params
-            )
-            d = _tree.norm(moved)
+            d = _tree.norm(_moved(params, state.init_params))
             eta, max_dist, sum_sq = step_size(
                 d.astype(dtype),
                 _tree.norm(state.init_params).astype(dtype),
@@ -329,3 +336,122 @@ def dog(
     """
     decay = [] if weight_decay is None else [add_decayed_weights(weight_decay, mask)]
     return chain(*decay, _scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate, allow_none=False))
+
+
+# ------------------------------------------------------------------------- DoWG
+
+
+class DoWGState(NamedTuple):
+    r"""Distance over weighted gradients: :math:`x_0` (``init_params``), :math:`v_t`
+    (``weighted_sq_norm_grads``) and :math:`\bar r_t^2` (``estim_sq_dist``), scalars over the
+    whole tree, and the hyperparameters."""
+
+    init_params: Any
+    weighted_sq_norm_grads: jax.Array
+    estim_sq_dist: jax.Array
+    hyperparams: dict[str, Any]
+
+
+def scale_by_dowg(
+    init_estim_sq_dist: float | None = None, eps: float = 1e-4, eps_in_step: bool = False
+) -> GradientTransformation:
+    r"""DoWG: distance over weighted gradients (Khaled, Mishchenko & Jin, 2023, :arxiv:`2305.16284`, Algorithm 1).
+
+    .. math::
+        \bar r_t = \max(\lVert x_t - x_0 \rVert, \bar r_{t-1}), \quad
+        v_t = v_{t-1} + \bar r_t^2 \lVert g_t \rVert^2, \quad
+        u_t = \frac{\bar r_t^2}{\sqrt{v_t}}\, g_t
+
+    from :math:`\bar r_{-1} = r_\epsilon` and :math:`v_{-1} = 0`, with norms over all leaves
+    together: the first step has length :math:`r_\epsilon`. The paper leaves :math:`r_\epsilon`
+    to the user; its square defaults, as in Optax, to ``eps``. Optax also divides by
+    :math:`\sqrt{v_t} + \epsilon`, which the paper does not (``eps_in_step=True`` does). The
+    update is a direction: chain a learning rate to descend, as :func:`dowg` does. Needs the
+    parameters.
+
+    Args:
+        init_estim_sq_dist: :math:`r_\epsilon^2 > 0`, the square of the first distance estimate; a
+            number, 0-d array, or ``None`` for ``eps``.
+        eps: :math:`\epsilon`, the default :math:`r_\epsilon^2`: > 0 when ``init_estim_sq_dist`` is
+            ``None``, else >= 0 (and used only with ``eps_in_step``); a number or 0-d array.
+        eps_in_step: divide by :math:`\sqrt{v_t} + \epsilon` (Optax's step) instead of :math:`\sqrt{v_t}`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.optimizers.step_size import scale_by_dowg
+        >>> tx, w = scale_by_dowg(init_estim_sq_dist=0.25), jnp.array([1.0, 1.0])
+        >>> u, state = tx.update(jnp.array([3.0, 4.0]), tx.init(w), w)
+        >>> [round(x, 4) for x in u.tolist()]  # r_eps / |g| * g: a first step of length r_eps = 0.5
+        [0.3, 0.4]
+    """
+    if init_estim_sq_dist is None:
+        init_estim_sq_dist = check_positive("eps", eps)
+    else:
+        check_positive("init_estim_sq_dist", init_estim_sq_dist)
+    hp = Hyperparams(init_estim_sq_dist=init_estim_sq_dist, eps=check_nonnegative("eps", eps), allow_schedules=False)
+
+    def init(params):
+        r_eps_sq = hp.values(hp.init())["init_estim_sq_dist"]
+        return DoWGState(_start(params, None), jnp.zeros((), float_dtype()), r_eps_sq, hp.init())
+
+    def update(updates, state, params=None, **extra_args):
+        needs_params("scale_by_dowg", params, updates)
+        check_updates(state.init_params, updates)
+        h = hp.values(state.hyperparams)
+        dtype = state.estim_sq_dist.dtype
+        r_eps_sq, eps_ = h["init_estim_sq_dist"].astype(dtype), h["eps"].astype(dtype)
+        distance = _tree.norm(_moved(params, state.init_params)).astype(dtype)
+        # rbar_t = max(|x_t - x_0|, rbar_{t-1}); the floor r_eps lets a new init_estim_sq_dist take effect
+        rbar_sq = jnp.maximum(jnp.maximum(state.estim_sq_dist, r_eps_sq), jnp.square(distance))
+        v = state.weighted_sq_norm_grads + rbar_sq * jnp.square(_tree.norm(updates).astype(dtype))
+        eta = _ratio(rbar_sq, jnp.sqrt(v) + (eps_ if eps_in_step else 0), 0)
+        return scaled(updates, eta), DoWGState(state.init_params, v, rbar_sq, state.hyperparams)
+
+    return GradientTransformation(init, update)
+
+
+def dowg(
+    learning_rate: ScalarOrSchedule = 1.0,
+    init_estim_sq_dist: float | None = None,
+    eps: float = 1e-4,
+    weight_decay: ScalarOrSchedule | None = None,
+    mask: Mask = None,
+    eps_in_step: bool = False,
+) -> GradientTransformation:
+    r"""DoWG: distance over weighted gradients, a parameter-free gradient descent (Khaled, Mishchenko & Jin, 2023, :arxiv:`2305.16284`).
+
+    .. math::
+        \bar r_t = \max(\lVert x_t - x_0 \rVert, \bar r_{t-1}), \quad
+        v_t = v_{t-1} + \bar r_t^2 \lVert g_t \rVert^2, \quad
+        x_{t+1} = x_t - c\, \frac{\bar r_t^2}{\sqrt{v_t}}\, g_t
+
+    with :math:`\bar r_{-1} = r_\epsilon`, norms over all leaves together (see
+    :func:`scale_by_dowg`). The state keeps a copy of :math:`x_0` in the parameters' dtype.
+
+    Args:
+        learning_rate: :math:`c \ge 0` (the paper's 1); a number, 0-d array or schedule.
+        init_estim_sq_dist: :math:`r_\epsilon^2 > 0`; ``None`` for ``eps``.
+        eps: :math:`\epsilon`, the default :math:`r_\epsilon^2` (see :func:`scale_by_dowg`).
+        weight_decay: an L2 coefficient whose term is added to the gradient before DoWG sees it;
+            a number, 0-d array or schedule, ``None``: none.
+        mask: the leaves to decay: a tree of bools or a function of the parameters; ``None``: all.
+        eps_in_step: divide by :math:`\sqrt{v_t} + \epsilon`, as Optax does.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> from gradtx.optimizers.step_size import dowg
+        >>> loss = lambda w: jnp.sum((w - 3.0) ** 2)
+        >>> tx, w = dowg(), jnp.zeros(2)
+        >>> state = tx.init(w)
+        >>> for _ in range(100):  # the distance estimate first grows geometrically from r_eps
+        ...     updates, state = tx.update(jax.grad(loss)(w), state, w)
+        ...     w = gradtx.apply_updates(w, updates)
+        >>> [round(x, 2) for x in w.tolist()]
+        [3.0, 3.0]
+    """
+    decay = [] if weight_decay is None else [add_decayed_weights(weight_decay, mask)]
+    return chain(
+        *decay,
+        scale_by_dowg(init_estim_sq_dist, eps, eps_in_step),
+        scale_by_learning_rate(learning_rate, allow_none=False),
+    )

@@ -21,7 +21,7 @@ import numpy as np
 
 from gradtx.core import tree as _tree
 from gradtx.core.base import GradientTransformation
-from gradtx.core.hyperparams import HYPERPARAMS_FIELD, Scheduled, float_dtype, hyperparam_entries
+from gradtx.core.hyperparams import HYPERPARAMS_FIELD, Scheduled, float_dtype, forwarded, hyperparam_entries
 from gradtx.core.numerics import safe_increment, zero_count
 
 
@@ -89,6 +89,10 @@ class InjectStatefulHyperparamsState(NamedTuple):
     hyperparams: dict[str, jax.Array]
     hyperparams_states: dict[str, Any]
     inner_state: Any
+
+
+forwarded(InjectHyperparamsState)  # the injected values are written into the inner state
+forwarded(InjectStatefulHyperparamsState)
 
 
 def _is_number(value: Any) -> bool:

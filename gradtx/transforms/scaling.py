@@ -150,6 +150,9 @@ class ReduceOnPlateauState(NamedTuple):
     hyperparams: dict[str, Any]
 
 
+ReduceLROnPlateauState = ReduceOnPlateauState  # the name optax.contrib gives it
+
+
 def reduce_on_plateau(
     factor: float = 0.1,
     patience: int = 10,

@@ -183,3 +183,16 @@ def test_a_traced_hyperparameter_is_not_checked_when_the_optimizer_is_built():
     # under jit the value is not known yet: the optimizer builds, and stores what it was given
     b1 = jax.jit(lambda b1: gradtx.hyperparams(gradtx.adam(b1=b1).init(jnp.ones(2)))["b1"])(1.5)
     assert float(b1) == 1.5
+
+
+def test_a_wrapper_that_does_not_forward_keeps_its_names_beside_the_inner_ones():
+    # mechanize has an eps of its own, and so has the Adam it wraps: both are listed and settable
+    state = gradtx.mechanize(gradtx.adam(0.1)).init({"w": jnp.zeros(2)})
+    listed = gradtx.hyperparams(state)
+    assert listed["eps"] == 1e-8 and listed["base_optimizer_state/0/eps"] == 1e-8
+    state = gradtx.set_hyperparams(state, eps=1e-4, **{"base_optimizer_state/0/eps": 1e-3})
+    listed = gradtx.hyperparams(state)
+    assert (listed["eps"], listed["base_optimizer_state/0/eps"]) == (1e-4, 1e-3)
+    # inject_hyperparams forwards: its value is the one listed, and the inner one is not
+    injected = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1).init({"w": jnp.zeros(2)})
+    assert sorted(gradtx.hyperparams(injected)) == ["b1", "b2", "eps", "eps_root", "learning_rate"]

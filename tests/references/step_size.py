@@ -102,3 +102,48 @@ def ref_dog(learning_rate=1.0, init_step=("heuristic", 1e-6), eps=1e-8, weight_d
 
 def ref_ldog(reps_rel=1e-6, eps=1e-8, param_dtype=None, global_scale=1.0):
     return DoG(True, "heuristic", reps_rel, eps, global_scale)
+
+
+def ref_dowg(
+    params,
+    grads,
+    steps,
+    learning_rate=1.0,
+    init_estim_sq_dist=None,
+    eps=1e-4,
+    weight_decay=None,
+    mask=None,
+    eps_in_step=False,
+):
+    """DoWG (Khaled, Mishchenko & Jin, 2023, arXiv 2305.16284, Algorithm 1), ``steps`` steps from
+    ``params`` (a dict of arrays), with norms over all leaves together:
+
+        rbar_t = max(|x_t - x_0|, rbar_{t-1}),  rbar_{-1} = r_eps
+        v_t    = v_{t-1} + rbar_t^2 |g_t|^2,     v_{-1} = 0
+        eta_t  = rbar_t^2 / sqrt(v_t)
+        x_{t+1} = x_t - c eta_t g_t
+
+    ``r_eps^2`` is ``init_estim_sq_dist``, or ``eps`` when that is None; ``eps_in_step`` divides by
+    ``sqrt(v_t) + eps`` instead. ``grads`` is a list of gradient dicts or a function of the
+    parameters' dict; weight decay is added to the gradient first (on the leaves ``mask``
+    selects). Returns one dict per step: ``params`` (after the step), ``rbar_sq``, ``v``, ``eta``.
+    """
+    x = {k: np.array(v, np.result_type(v, np.float64)) for k, v in params.items()}  # complex stays complex
+    x0 = {k: v.copy() for k, v in x.items()}
+    rbar_sq = float(eps if init_estim_sq_dist is None else init_estim_sq_dist)
+    v = 0.0
+    history = []
+    for t in range(steps):
+        g = grads(x) if callable(grads) else grads[t]
+        g = {k: np.asarray(g[k], np.result_type(g[k], np.float64)) for k in x}
+        if weight_decay is not None:
+            wd = R.value_at(weight_decay, t)
+            g = {k: g[k] + wd * x[k] if mask is None or mask[k] else g[k] for k in x}
+        dist_sq = sum(float(np.sum(np.abs(x[k] - x0[k]) ** 2)) for k in x)
+        rbar_sq = max(dist_sq, rbar_sq)
+        v = v + rbar_sq * sum(float(np.sum(np.abs(g[k]) ** 2)) for k in x)
+        eta = rbar_sq / (np.sqrt(v) + (eps if eps_in_step else 0.0))
+        lr = R.value_at(learning_rate, t)
+        x = {k: x[k] - lr * eta * g[k] for k in x}
+        history.append(dict(params={k: a.copy() for k, a in x.items()}, rbar_sq=rbar_sq, v=v, eta=eta))
+    return history

@@ -39,6 +39,12 @@ N_DEVICES = 8
 # RMSProp); ``--all`` checks every optimizer of helpers.OPTIMIZERS.
 SELECTED = {name: OPTIMIZERS[name] for name in REPRESENTATIVE if name in OPTIMIZERS}
 TOLERANCE = 1e-5  # every multi-device leaf is within this of the single-device one, relative to max(1, |leaf|)
+# Optimizers allowed a looser tolerance, with the reason.
+LOOSER = {
+    # its denominator is the centred second moment of the step before, which is near 0 while the
+    # gradient barely changes: it magnifies the different rounding of the reductions across devices
+    "acprop": 1e-4,
+}
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -82,13 +88,20 @@ def _compare(name, reference, got, diffs, failures, what="one device"):
     diffs[name] = worst
     key = re.sub(r" \(device \d+\)$", "", name)
     SCALED[key] = max(SCALED.get(key, 0.0), scaled)
-    if not scaled <= TOLERANCE:
+    if not scaled <= LOOSER.get(key.split(" [")[0], TOLERANCE):
         failures.append(f"{name}: differs from {what} by {worst:.3g} ({scaled:.3g} relative to the leaf's scale)")
 
 
 def extra_args(loss, grads, value_fn, step):
     """Every extra argument a gradtx transform may ask for; each ignores those it does not use."""
-    return dict(value=loss, grad=grads, value_fn=value_fn, key=jax.random.key(step))
+    return dict(
+        value=loss,
+        grad=grads,
+        value_fn=value_fn,
+        obj_fn=value_fn,
+        grad_fn=lambda p, i: jax.grad(value_fn)(p),
+        key=jax.random.key(step),
+    )
 
 
 def collectives(hlo: str, with_scope: bool = False) -> list[tuple]:
@@ -116,6 +129,12 @@ def collectives(hlo: str, with_scope: bool = False) -> list[tuple]:
 
 STATISTIC_LIMIT = 64  # an all-reduce of at most this many elements is a statistic, not a tensor
 ELEMENTWISE = {"sgd", "sgd_momentum", "sgd_nesterov", "adam", "adamw", "rmsprop"}  # no collective at all
+# Optimizers whose update needs each matrix whole (Newton-Schulz's products, GaLore's SVD): on a
+# matrix split across devices they gather it, and that is allowed.
+WHOLE_MATRIX = {"muon", "galore"}
+# Optimizers whose state is not all shaped like the parameters: on an Auto mesh XLA chooses the layout
+# of the rest (GaLore's projectors and projected moments), which may change at the first update.
+FREE_LAYOUT = {"galore"}
 
 
 def gathers(found: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -399,14 +418,16 @@ def _check_mesh(txs, mesh, at, plan, params0, reference, n_steps, diffs, checked
             {c for k, cs in owners.items() if k.endswith(f"{layout} layout]") for c in cs}
         )
     for key, found in owners.items():
-        if gathers(list(found)):
+        if gathers(list(found)) and key.split(" [")[0] not in WHOLE_MATRIX:
             failures.append(f"{key}: the compiled update moves tensors: {sorted(gathers(list(found)))}")
         elif found and key.split(" [")[0] in ELEMENTWISE:
             failures.append(f"{key}: an elementwise optimizer, yet its update communicates: {sorted(found)}")
     states, drifted, updated = jitted, set(), params
     for t in range(n_steps):
         updated, new_states = compiled(updated, states, t)
-        drifted |= {k for k in good if not _same_layout(new_states[k], states[k])}
+        drifted |= {
+            k for k in good if not _same_layout(new_states[k], states[k]) and k.split(" [")[0] not in FREE_LAYOUT
+        }
         states = jax.device_put(new_states, jax.tree.map(lambda x: x.sharding, jitted))  # keep the program's layout
     failures += [f"{k}: the update returns its state in another layout than it took" for k in sorted(drifted)]
     for key in good:

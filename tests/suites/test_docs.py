@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DOCS = os.path.join(ROOT, "docs")
 API = os.path.join(DOCS, "api")
 INDEX = os.path.join(DOCS, "index.md")
-RUNNABLE_PAGES = ["getting-started.md", "adam.md", "mistakes.md", "faults.md"]
+RUNNABLE_PAGES = ["getting-started.md", "adam.md", "mistakes.md", "faults.md", "research-optimizers.md"]
 
 DIRECTIVE = re.compile(r"^\s*\.\. auto(function|class|data|module|exception|attribute|method)::\s*(\S+)", re.MULTILINE)
 

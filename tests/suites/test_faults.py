@@ -160,7 +160,11 @@ def test_zero_nans_keeps_every_optimizer_finite_through_a_nan_step(name):
     # zero_nans cleans the updates only: the gradient given as the extra argument
     # `grad` (read by line searches) is cleaned here by hand, as docs/faults.md says
     tx = gradtx.chain(gradtx.zero_nans(), OPTIMIZERS[name]())
-    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value=quadratic(p), grad=_without_nans(g), value_fn=quadratic))
+    update = jax.jit(
+        lambda g, s, p: tx.update(
+            g, s, p, value=quadratic(p), grad=_without_nans(g), value_fn=quadratic, obj_fn=quadratic
+        )
+    )
     state = tx.init(PARAMS)
     params = PARAMS
     for i in range(4):

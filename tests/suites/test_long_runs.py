@@ -58,6 +58,9 @@ RADIUS = {
     # Centred RMSProp divides by the gradient's spread, which vanishes with the gradient, so
     # its steps stay near the learning rate; momentum adds up 1 / (1 - momentum) of them.
     "rmsprop_centered_momentum": lambda h: h["learning_rate"] / (1 - h["momentum"]),  # 0.1
+    # Schedule-free AdamW's z takes Adam's normalized steps, near the learning rate however small the
+    # gradient; the parameters y = (1 - b1) z + b1 x carry 1 - b1 of them (the average x converges).
+    "schedule_free_adamw": lambda h: h["learning_rate"] * (1 - h["b1"]),  # 0.01
     # NovoGrad divides by the leaf's gradient norm: steps of lr, summed by its momentum.
     "novograd": lambda h: h["learning_rate"] / (1 - h["b1"]),  # 1e-2
     # Layer-wise trust ratios move a whole leaf by lr * trust * ||leaf|| per step (LARS and
@@ -102,7 +105,16 @@ def run(tx, params, state, steps):
     def body(carry, t):
         params, state, finite, first_bad = carry
         value, grads = jax.value_and_grad(loss)(params)
-        updates, state = tx.update(grads, state, params, value=value, grad=grads, value_fn=loss)
+        updates, state = tx.update(
+            grads,
+            state,
+            params,
+            value=value,
+            grad=grads,
+            value_fn=loss,
+            obj_fn=loss,
+            grad_fn=lambda p, i: jax.grad(loss)(p),
+        )
         params = gradtx.apply_updates(params, updates)
         ok = _finite(params) & _finite(state)
         first_bad = jnp.where(finite & ~ok, t, first_bad)

@@ -5,8 +5,8 @@ wherever Optax has one (gradtx may add keywords, never rename or drop one).
 The test walks Optax's public API by introspection (skipped when Optax is not installed; the
 ``test`` extra pins the version it was written against). ``DELIBERATE`` lists the differences
 kept on purpose, each with its reason (docs/migration.md explains them to users); ``NOT_YET``
-lists what issue 14 has still to build, as strict expected failures: once a name is built, its
-entry fails until it is removed. Optax's contrib namespace is issue 15's and is not walked here.
+lists what is still to build, as strict expected failures: once a name is built, its entry fails
+until it is removed. Optax's ``contrib`` names are walked too, and each is also at gradtx's top level.
 """
 
 from __future__ import annotations
@@ -34,16 +34,14 @@ NAMESPACES = [
     "perturbations",
     "microbatching",
     "experimental.aggregating",
+    "contrib",
 ]
 
 # (namespace, name) -> why gradtx differs on purpose.
 DELIBERATE: dict[tuple[str, str], str] = {}
 
 # (namespace, name) -> what is missing; each is an expected failure until built.
-NOT_YET: dict[tuple[str, str], str] = {
-    ("", name): f"deprecated in Optax for optax.contrib.{name}: DP-SGD is one of issue 15's contrib optimizers"
-    for name in ("dpsgd", "differentially_private_aggregate", "DifferentiallyPrivateAggregateState")
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 
 
 def _module(root: Any, path: str) -> Any:
@@ -137,6 +135,11 @@ def test_optax_name_works_in_gradtx(namespace, name):
     if hasattr(theirs, "_fields"):  # a state: Optax's fields are readable on gradtx's
         missing = [f for f in theirs._fields if not hasattr(ours, f)]
         assert not missing, f"{where} lacks Optax's fields {missing}"
+
+
+@pytest.mark.parametrize("name", _public("contrib") if getattr(optax, "__version__", None) == OPTAX_VERSION else [])
+def test_contrib_names_are_at_the_top_level_too(name):
+    assert getattr(gradtx, name, None) is getattr(gradtx.contrib, name), f"gradtx.{name} is not gradtx.contrib.{name}"
 
 
 def test_the_tables_name_only_what_optax_has():

@@ -71,8 +71,16 @@ ROWS = {**OPTIMIZERS, **TRANSFORMS}
 assert not set(OPTIMIZERS) & set(TRANSFORMS), "a row name is in both OPTIMIZERS and TRANSFORMS"
 
 # Rows whose init refuses complex parameters with a TypeError: "non-negative" has no
-# meaning for a complex number.
-COMPLEX_UNSUPPORTED = {"keep_params_nonnegative"}
+# meaning for a complex number, nor has COCOB's bet on the sign of each coordinate, nor
+# the Hessian diagonal of Sophia's estimator (of a real function of real numbers).
+COMPLEX_UNSUPPORTED = {
+    "keep_params_nonnegative",
+    "cocob",
+    "scale_by_cocob",
+    "sophia",
+    "scale_by_sophia",
+    "hutchinson_estimator_diag_hessian",
+}
 
 # Rows that multiply the update by the parameter block's norm or RMS: with gradients
 # and parameters up to 1e3 the exact result (up to ~5e6) is past float16's largest
@@ -310,6 +318,13 @@ NOT_TRANSFORMS = {
     "TransformUpdateFn": "a type",
     "TransformUpdateExtraArgsFn": "a type",
     "GradientTransformationExtraArgs": "the protocol's class (GradientTransformation)",
+    "scale_by_muon": "refuses a leaf that is not a matrix: row scale_by_muon_on_matrices masks it to the 2-D leaves, "
+    "and muon sends the others to Adam",
+    "dpsgd": "takes per-example gradients (a batch axis on every leaf): tests/optimizers/test_privacy.py",
+    "differentially_private_aggregate": "takes per-example gradients (a batch axis on every leaf)",
+    "schedule_free_eval_params": "reads an optimizer state (the point to evaluate at)",
+    "ademamix_alpha_warmup": "a schedule of the step (AdEMAMix's alpha warm-up)",
+    "ademamix_b3_warmup": "a schedule of the step (AdEMAMix's beta3 warm-up)",
 }
 UTILITY_MODULES = (
     "gradtx.schedules",
@@ -502,6 +517,8 @@ NOT_EQUIVARIANT = {
         "it keeps x_0 in float32 (param_dtype), and its step is proportional to the distance from x_0, "
         "here ~1e-6, which float32 rounding of x_0 changes by ~1e-3 relative"
     ),
+    "sam_opaque": "its adversarial gradients come from grad_fn (the tests' loss), which does not turn with the inputs",
+    "split_real_and_imaginary": "it runs Adam on the real and imaginary parts apart, which a turn mixes",
 }
 PHASE = np.exp(0.7j)
 
