@@ -261,8 +261,8 @@ def scale_by_galore(
         flat, tree = treedef.flatten_up_to, functools.partial(jax.tree.unflatten, treedef)
         layout, grads = plans(updates if params is None else params), flat(updates)
         # the SVD and the projections need each matrix whole; the update goes back to G's layout
-        lay_outs = [whole(g)[1] if plan is not None else (lambda y: y) for g, plan in zip(grads, layout)]
-        grads = [whole(g)[0] if plan is not None else g for g, plan in zip(grads, layout)]
+        gathered = [whole(g) if plan is not None else (g, lambda y: y) for g, plan in zip(grads, layout)]
+        grads, lay_outs = [g for g, _ in gathered], [back for _, back in gathered]
         whole_params = (
             None
             if params is None
