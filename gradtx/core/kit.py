@@ -113,6 +113,23 @@ def needs_params(who: str, params: Params | None, updates: Updates = None, call:
         _tree.check_same_structure(params, updates, "the parameters", "the updates")
 
 
+def copied(tree: Any, dtype: Any = None) -> Any:
+    """Every array of ``tree`` in a buffer of its own (cast to ``dtype`` when given): for state that
+    starts at the parameters (:math:`x_0`, an average, a cache). A state holding the parameters
+    themselves, or one array in two fields, cannot be donated: ``jax.jit(step, donate_argnums=...)``
+    fails with "Attempt to donate the same buffer twice".
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.core.kit import copied
+        >>> x = jnp.ones(2)
+        >>> y = copied(x)
+        >>> bool(jnp.array_equal(x, y)), x.unsafe_buffer_pointer() == y.unsafe_buffer_pointer()
+        (True, False)
+    """
+    return jax.tree.map(lambda x: jnp.array(x, dtype, copy=True), tree)
+
+
 def unzip(tuples: Any, like: Any, n: int = 2) -> tuple[Any, ...]:
     """Split a tree of ``n``-tuples, shaped like ``like`` above the tuples, into ``n`` trees: what a
     per-leaf step that returns ``(update, new_moment)`` gives back through ``jax.tree.map``.

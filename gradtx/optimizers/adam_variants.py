@@ -430,8 +430,8 @@ def scale_by_adan(
     )
 
     def init(params):
-        zeros = moments_like(params, None)
-        return ScaleByAdanState(zero_count(), zeros, zeros, magnitudes_like(params), zeros, hp.init())
+        m, v, n = moments_like(params, None), moments_like(params, None), magnitudes_like(params)
+        return ScaleByAdanState(zero_count(), m, v, n, moments_like(params, None), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         check_updates(state.m, updates)

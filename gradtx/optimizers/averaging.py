@@ -19,6 +19,7 @@ from gradtx.core import tree as _tree
 from gradtx.core.aliases import Params, ScalarOrSchedule
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams
+from gradtx.core.kit import copied
 from gradtx.core.numerics import safe_increment, zero_count
 from gradtx.core.validation import check_nonnegative
 from gradtx.transforms.combine import chain
@@ -82,7 +83,7 @@ def scale_by_asgd(
     )
 
     def init(params):
-        return ScaleByAsgdState(zero_count(), jax.tree.map(jnp.asarray, params), hp.init())
+        return ScaleByAsgdState(zero_count(), copied(params), hp.init())
 
     def update(updates, state, params=None, **extra_args):
         if params is None:

@@ -24,6 +24,7 @@ from gradtx.core.hyperparams import Hyperparams, float_dtype
 from gradtx.core.kit import (
     cast_scalars,
     check_updates,
+    copied,
     magnitudes_like,
     moments_like,
     needs_params,
@@ -278,7 +279,7 @@ def prodigy(
             moments_like(params),
             magnitudes_like(params),
             moments_like(params),
-            jax.tree.map(jnp.asarray, params),
+            copied(params),
             scalar + hps[1].values(hps[1].init())["estim_lr0"],
             scalar,
             zero_count(),

@@ -140,15 +140,17 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
 
     def init(params):
         # histories built from the parameters, so that each keeps its parameter's layout under jit
-        memory = jax.tree.map(
-            lambda z: jnp.broadcast_to(z[None], (memory_size, *jnp.shape(z))), _tree.zeros_like(params)
-        )
+        def memory():
+            return jax.tree.map(
+                lambda z: jnp.broadcast_to(z[None], (memory_size, *jnp.shape(z))), _tree.zeros_like(params)
+            )
+
         return ScaleByLBFGSState(
             zero_count(),
             _tree.zeros_like(params),
             _tree.zeros_like(params),
-            memory,
-            memory,
+            memory(),
+            memory(),
             jnp.zeros((memory_size,), float_dtype()),
             {},
         )

@@ -20,7 +20,7 @@ from gradtx.core import tree as _tree
 from gradtx.core.aliases import OptState, Updates
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams, float_dtype
-from gradtx.core.kit import cast_scalars, check_updates, moments_like, needs_params, real_vdot, unzip
+from gradtx.core.kit import cast_scalars, check_updates, copied, moments_like, needs_params, real_vdot, unzip
 from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_nonnegative, check_positive
 
@@ -112,12 +112,10 @@ def mechanize(
     )
 
     def init(params):
-        learners = jnp.zeros((num_betas,), float_dtype())
-        x_ref = jax.tree.map(jnp.asarray, params)
+        m, v, r, s = (jnp.zeros((num_betas,), float_dtype()) for _ in range(4))
         return MechanicState(
-            base_optimizer.init(params), zero_count(), learners, learners, learners, learners, x_ref,
-            moments_like(params), hp.init(),
-        )  # fmt: skip
+            base_optimizer.init(params), zero_count(), m, v, r, s, copied(params), moments_like(params), hp.init()
+        )
 
     def update(updates, state, params=None, **extra_args):
         check_updates(state.delta, updates)

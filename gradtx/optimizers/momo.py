@@ -70,11 +70,11 @@ def _hyperparams(learning_rate, lower_bound, weight_decay, **decays):
 
 def _momo(who, rate, fixed, b1_name, adam, bias_correction, adapt_lower_bound):
     def init(params):
-        zero = jnp.zeros((), float_dtype())
         h = {**rate.init(), **fixed.init()}
-        lb = Hyperparams.values(h)["lower_bound"]
+        lb = jnp.array(Hyperparams.values(h)["lower_bound"], copy=True)  # its own buffer, apart from h's
         moments = (moments_like(params), magnitudes_like(params)) if adam else (moments_like(params),)
-        return (MomoAdamState if adam else MomoState)(*moments, zero, zero, lb, zero_count(), h)
+        zeros = (jnp.zeros((), float_dtype()) for _ in range(2))
+        return (MomoAdamState if adam else MomoState)(*moments, *zeros, lb, zero_count(), h)
 
     def update(updates, state, params=None, value=None, **extra_args):
         needs_params(who, params, updates)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import Updates
 from gradtx.core.base import GradientTransformation, apply_updates
-from gradtx.core.kit import needs_params
+from gradtx.core.kit import copied, needs_params
 
 # ---------------------------------------------------------------------- normalize
 
@@ -139,7 +139,7 @@ def sam(
         )
 
     def init(params):
-        cache = None if opaque_mode else jax.tree.map(jnp.asarray, params)
+        cache = None if opaque_mode else copied(params)
         return SAMState(jnp.zeros((), jnp.int32), optimizer.init(params), adv_optimizer.init(params), cache)
 
     def outer_step(grads, state, w, extra_args):

@@ -138,12 +138,13 @@ def _schedule_free(
     def init(params):
         stored = hp.init()
         z = jax.tree.map(lambda p: jnp.array(p, dtype=moment_dtype(p, state_dtype), copy=True), params)
-        zero = jnp.zeros((), float_dtype())
+        weight_sum, max_lr = jnp.zeros((), float_dtype()), jnp.zeros((), float_dtype())
         first = safe_increment(zero_count())
         base_state = base.init(params)
         if not descend:
             _check_base_learning_rate(base_state, stored["learning_rate"])
-        return ScheduleFreeState(stored["b1"], zero, first, zero, base_state, z, stored)
+        b1 = jnp.array(stored["b1"], copy=True)  # a buffer of its own, apart from the hyperparameter's
+        return ScheduleFreeState(b1, weight_sum, first, max_lr, base_state, z, stored)
 
     def update(updates, state, params=None, **extra_args):
         needs_params(who, params, updates)

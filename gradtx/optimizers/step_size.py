@@ -32,7 +32,7 @@ def _ratio(numerator, denominator, where_zero):
 def _start(params, dtype):
     """A copy of the starting point :math:`x_0` in ``dtype`` (``None``: the parameters'), complex
     for complex parameters (moment_dtype keeps the imaginary part)."""
-    return jax.tree.map(lambda p: jnp.asarray(p).astype(moment_dtype(p, dtype)), params)
+    return jax.tree.map(lambda p: jnp.array(p, moment_dtype(p, dtype), copy=True), params)
 
 
 def _moved(params, x0):

@@ -18,7 +18,7 @@ from gradtx.core.base import GradientTransformation, check_state
 from gradtx.core.hyperparams import (
     Hyperparams,
 )
-from gradtx.core.kit import moments_like
+from gradtx.core.kit import copied, moments_like
 from gradtx.core.numerics import safe_increment, zero_count
 from gradtx.core.recipe import recipe
 from gradtx.core.validation import check_range
@@ -324,7 +324,7 @@ class LookaheadParams(NamedTuple):
     @classmethod
     def init_synced(cls, params: Params) -> LookaheadParams:
         """Both copies equal to ``params``."""
-        return cls(fast=params, slow=params)
+        return cls(fast=params, slow=copied(params))  # a buffer of its own, so a step can donate both
 
 
 class LookaheadState(NamedTuple):
