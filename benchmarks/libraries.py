@@ -22,18 +22,29 @@ import numpy as np
 
 from benchmarks import timing
 
-OPTIMIZERS = ("adam", "chain", "sgd", "lion", "adafactor")
+OPTIMIZERS = ("adam", "chain", "sgd", "lion", "adafactor", "muon", "schedule_free_adamw", "prodigy", "ademamix")
 LIBRARIES = ("gradtx", "optax", "torch-foreach", "torch-fused")
 
 # The configurations: expressions evaluated with gradtx's names or with Optax's (the same names and
-# arguments), and their torch.optim counterparts (class, arguments besides lr=1e-3).
-CONFIGURATIONS = {
+# arguments; a pair where gradtx needs a keyword to compute Optax's numbers: its defaults follow the
+# papers, see docs/migration.md), and their torch.optim counterparts (class, arguments besides lr=1e-3).
+CONFIGURATIONS: dict[str, str | dict[str, str]] = {
     "adam": "adam(1e-3)",
     "chain": "chain(clip_by_global_norm(1.0), adamw(warmup_cosine_decay_schedule(0.0, 1e-3, 100, 10_000), "
     "weight_decay=1e-2))",
     "sgd": "sgd(1e-3, momentum=0.9)",
     "lion": "lion(1e-4, b1=0.9, b2=0.99, weight_decay=1e-3)",
     "adafactor": "adafactor(1e-3)",
+    "muon": "contrib.muon(1e-3)",  # Newton-Schulz on the 2-D leaves, Adam on the others
+    "schedule_free_adamw": {
+        "gradtx": "contrib.schedule_free_adamw(1e-3, weight_by_max_lr=True, bias_correction_in_denominator=True)",
+        "optax": "contrib.schedule_free_adamw(1e-3)",
+    },
+    "prodigy": {
+        "gradtx": "contrib.prodigy(1.0, use_bias_correction=True)",
+        "optax": "contrib.prodigy(1.0)",
+    },
+    "ademamix": "contrib.ademamix(1e-3)",
 }
 # torch.optim.Adafactor's lr caps the paper's relative step, min(lr, 1/sqrt(t)): it is lr until t = 1e6;
 # its parameter scaling and update clipping (d=1.0) are gradtx's and Optax's defaults, but it factors
@@ -43,6 +54,9 @@ TORCH = {
     "chain": ("AdamW", {"weight_decay": 1e-2}),  # after clip_grad_norm_(1.0); LambdaLR(warmup_cosine)
     "sgd": ("SGD", {"momentum": 0.9}),
     "adafactor": ("Adafactor", {}),
+    # Muon takes only matrices: the other leaves get Adam, as in gradtx and Optax; torch's Muon has no
+    # foreach or fused kernel, so only the Adam part of it is foreach or fused. Optax's weight decay (0).
+    "muon": ("Muon", {"weight_decay": 0.0}),
 }
 
 
@@ -51,6 +65,8 @@ def torch_configuration(optimizer: str) -> str:
         return "n/a"
     name, kwargs = TORCH[optimizer]
     text = f"{name}(lr=1e-3" + "".join(f", {k}={v}" for k, v in kwargs.items()) + ")"
+    if optimizer == "muon":
+        return f"{text} on the 2-D leaves + Adam(lr=1e-3) on the others"
     return f"clip_grad_norm_(1.0) + {text} + LambdaLR(warmup-cosine)" if optimizer == "chain" else text
 
 
@@ -70,7 +86,10 @@ def missing(library: str) -> str | None:
 
 def jax_optimizer(lib, name: str):
     """The named configuration built with ``lib``'s names (the gradtx or the optax module)."""
-    return eval(CONFIGURATIONS[name], {"__builtins__": {}}, vars(lib))
+    expression = CONFIGURATIONS[name]
+    if isinstance(expression, dict):
+        expression = expression[lib.__name__]
+    return eval(expression, {"__builtins__": {}}, vars(lib))
 
 
 def jax_step(library: str, optimizer: str, params, grads) -> timing.Jitted:
@@ -83,7 +102,11 @@ def jax_step(library: str, optimizer: str, params, grads) -> timing.Jitted:
         updates, state = tx.update(grads, state, params)
         return lib.apply_updates(params, updates), state
 
-    return timing.Jitted(step, params, tx.init(params), jax.tree.map(jnp.array, grads))
+    # A state holding the parameters themselves (Optax's Prodigy keeps them as x0) cannot be donated
+    # with them: copies, as a user of such a library has to make (gradtx's own states never alias,
+    # tests/suites/test_properties.py checks it).
+    state = jax.tree.map(jnp.copy, tx.init(params))
+    return timing.Jitted(step, params, state, jax.tree.map(jnp.array, grads))
 
 
 def warmup_cosine(step: int) -> float:
@@ -105,38 +128,56 @@ class TorchStep:
             raise Unsupported("n/a", f"torch.optim has no {optimizer.capitalize()}")
         name, kwargs = TORCH[optimizer]
         optimizer_class = getattr(torch.optim, name, None)
-        if optimizer_class is None or implementation not in inspect.signature(optimizer_class).parameters:
+        # Muon's Adam part is the one with a foreach or fused kernel
+        kernel_class = torch.optim.Adam if optimizer == "muon" else optimizer_class
+        if optimizer_class is None or implementation not in inspect.signature(kernel_class).parameters:
             raise Unsupported("unsupported", f"torch {torch.__version__} has no {implementation} torch.optim.{name}")
-        self.params = [torch.nn.Parameter(torch.tensor(p)) for p in jax.tree.leaves(params)]
+        # torch's weights are (out, in) where the trees' kernels are (in, out), as in Flax: Muon's
+        # learning-rate adjustment reads the shape, so its matrices are given to torch transposed
+        self.transpose = optimizer == "muon"
+        as_torch = lambda x: torch.tensor(x.T.copy() if self.transpose and x.ndim == 2 else x)  # noqa: E731
+        self.params = [torch.nn.Parameter(as_torch(p)) for p in jax.tree.leaves(params)]
         for p, g in zip(self.params, jax.tree.leaves(grads)):
-            p.grad = torch.tensor(g)
+            p.grad = as_torch(g)
         self.clip = self.schedule = None
         try:
-            self.optimizer = optimizer_class(self.params, lr=1e-3, **kwargs, **{implementation: True})
+            if optimizer == "muon":
+                matrices = [p for p in self.params if p.ndim == 2]
+                others = [p for p in self.params if p.ndim != 2]
+                self.optimizers = [optimizer_class(matrices, lr=1e-3, **kwargs)] if matrices else []
+                if others:
+                    self.optimizers.append(torch.optim.Adam(others, lr=1e-3, **{implementation: True}))
+            else:
+                self.optimizers = [optimizer_class(self.params, lr=1e-3, **kwargs, **{implementation: True})]
         except RuntimeError as error:  # e.g. no fused kernel for this device
             raise Unsupported("unsupported", str(error)) from error
         if optimizer == "chain":
             self.clip = functools.partial(torch.nn.utils.clip_grad_norm_, self.params, 1.0, foreach=True)
-            self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine)
+            self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizers[0], warmup_cosine)
 
     def __call__(self):
         if self.clip:
             self.clip()
-        self.optimizer.step()
+        for optimizer in self.optimizers:
+            optimizer.step()
         if self.schedule:
             self.schedule.step()
 
     def state_bytes(self) -> int:
-        tensors = [x for state in self.optimizer.state.values() for x in state.values() if hasattr(x, "nbytes")]
+        states = [state for optimizer in self.optimizers for state in optimizer.state.values()]
+        tensors = [x for state in states for x in state.values() if hasattr(x, "nbytes")]
         return timing.per_parameter_bytes(tensors)
 
     def leaves(self) -> list[np.ndarray]:
-        return [p.detach().numpy().copy() for p in self.params]
+        leaves = [p.detach().numpy() for p in self.params]
+        return [x.T.copy() if self.transpose and x.ndim == 2 else x.copy() for x in leaves]
 
 
 def make(library: str, optimizer: str, params, grads):
     """The step object of ``library`` (or "floor") for the named optimizer; raises :class:`Unsupported`."""
     if library == "floor":
+        if optimizer not in timing.FLOORS:
+            raise Unsupported("n/a", f"no flat-array floor: {optimizer} works on whole matrices")
         return timing.floor_step(optimizer, params, grads)
     if library in ("gradtx", "optax"):
         return jax_step(library, optimizer, params, grads)

@@ -3,8 +3,9 @@
     python3 benchmarks/render.py RESULTS.json            # print the Markdown tables
     python3 benchmarks/render.py RESULTS.json --docs docs/benchmarks.md --plots docs/_static
 
-``--docs`` replaces the generated part of the page (between its ``% generated from`` and
-``% end of generated text`` lines); ``--plots`` writes benchmarks_params.png and
+``--docs`` replaces the generated part of the page made from the same JSON (between its
+``% generated from RESULTS.json`` and ``% end of generated text`` lines; a page may hold one such
+part per JSON, e.g. the main run and the research optimizers' run); ``--plots`` writes benchmarks_params.png and
 benchmarks_leaves.png (Adam: step time against parameter count, time per parameter against leaf
 count, one line per library).
 """
@@ -147,12 +148,20 @@ def docs_section(result: dict, source: str) -> str:
     )
 
 
+def generated_sources(text: str) -> list[str]:
+    """The JSON files the generated parts of a page were made from, in page order."""
+    pattern = re.escape(BEGIN).replace(re.escape("{source}"), r"(\S+)")
+    return re.findall("^" + pattern + "$", text, re.MULTILINE)
+
+
 def update_docs(path: str, result: dict, source: str) -> None:
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    pattern = re.compile(re.escape(BEGIN).replace(re.escape("{source}"), r"\S+") + ".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(BEGIN.format(source=source)) + ".*?" + re.escape(END), re.DOTALL)
     if not pattern.search(text):
-        raise SystemExit(f"{path} has no generated part (a '{BEGIN}' ... '{END}' block)")
+        raise SystemExit(
+            f"{path} has no generated part for {source} (a '{BEGIN.format(source=source)}' ... '{END}' block)"
+        )
     with open(path, "w", encoding="utf-8") as f:
         f.write(pattern.sub(lambda _: docs_section(result, source), text))
 

@@ -93,9 +93,58 @@ def adafactor(p, state, g, lr=1e-3, eps=1e-30, min_scale=1e-3):
     return p - scale / clip * u, (t, s)
 
 
+def schedule_free_adamw(p, state, g, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_lr_power=2.0):
+    """Schedule-free AdamW at a constant rate, Optax's placement of the bias correction: the
+    parameters are y; z and v are kept, x = (y - (1 - b1) z) / b1 is recomputed from them."""
+    t, w, z, v = state
+    t, w = t + 1, w + lr**weight_lr_power
+    c = lr**weight_lr_power / w
+    v = b2 * v + (1 - b2) * g * g
+    x = (p - (1 - b1) * z) / b1
+    z = z - lr * g / (jnp.sqrt(v / (1 - b2**t)) + eps)
+    x = (1 - c) * x + c * z
+    return (1 - b1) * z + b1 * x, (t, w, z, v)
+
+
+def prodigy(p, state, g, lr=1.0, b1=0.9, b2=0.999, eps=1e-8):
+    """Prodigy with the authors' bias correction: one pass, since the step uses the estimate d
+    of the step before; the new d comes from two sums (<g, x0 - x> and |a|_1) taken in that pass."""
+    t, d, r, x0, a, m, v = state
+    t = t + 1
+    b3 = b2**0.5
+    dlr = d * lr * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+    r = b3 * r + (1 - b3) * d * dlr * jnp.sum(g * (x0 - p))
+    m = b1 * m + (1 - b1) * d * g
+    v = b2 * v + (1 - b2) * d * d * g * g
+    a = b3 * a + (1 - b3) * d * dlr * g
+    l1 = jnp.sum(jnp.abs(a))
+    d_next = jnp.maximum(d, jnp.where(l1 > 0, r / jnp.where(l1 > 0, l1, 1), 0))
+    return p - dlr * m / (jnp.sqrt(v) + d * eps), (t, d_next, r, x0, a, m, v)
+
+
+def ademamix(p, state, g, lr=1e-3, b1=0.9, b2=0.999, b3=0.9999, alpha=5.0, eps=1e-8):
+    """AdEMAMix: Adam's two moments and the slow EMA n, which is not bias-corrected."""
+    t, m, n, v = state
+    t = t + 1
+    m = b1 * m + (1 - b1) * g
+    n = b3 * n + (1 - b3) * g
+    v = b2 * v + (1 - b2) * g * g
+    update = (m / (1 - b1**t) + alpha * n) / (jnp.sqrt(v / (1 - b2**t)) + eps)
+    return p - lr * update, (t, m, n, v)
+
+
+# The names of a floor's 0-d state (counts, sums, estimates); every other name is a flat array of N.
+SCALARS = ("t", "s", "w", "d", "r")
+# Initial values other than 0: Prodigy's first distance estimate; and arrays that start as copies of the
+# parameters (Prodigy's starting point x0, schedule-free's z).
+INITIAL = {"d": 1e-6}
+COPIES = ("x0", "z")
+READ_ONLY = ("x0",)  # arrays a step reads and never writes
+
+
 class Floor(NamedTuple):
     update: Callable
-    state: tuple[str, ...]  # "t" (the count) and "s" are 0-d float32; any other name a flat array of N
+    state: tuple[str, ...]  # see SCALARS
     reads: tuple[str, ...]
     writes: tuple[str, ...]
 
@@ -110,6 +159,11 @@ FLOORS = {
     "sgd": Floor(sgd, ("b",), ("p", "g", "b"), ("p", "b")),
     "lion": Floor(lion, ("m",), ("p", "g", "m"), ("p", "m")),
     "adafactor": Floor(adafactor, ("t", "s"), ("g", "g", "p", "p", "g"), ("p",)),
+    "schedule_free_adamw": Floor(schedule_free_adamw, ("t", "w", "z", "v"), ("p", "g", "z", "v"), ("p", "z", "v")),
+    "prodigy": Floor(
+        prodigy, ("t", "d", "r", "x0", "a", "m", "v"), ("p", "g", "x0", "a", "m", "v"), ("p", "a", "m", "v")
+    ),
+    "ademamix": Floor(ademamix, ("t", "m", "n", "v"), ("p", "g", "m", "n", "v"), ("p", "m", "n", "v")),
 }
 
 
@@ -145,5 +199,8 @@ def floor_step(optimizer: str, params, grads) -> Jitted:
     floor = FLOORS[optimizer]
     flat = lambda tree: jnp.array(np.concatenate([x.ravel() for x in jax.tree.leaves(tree)]))
     p, g = flat(params), flat(grads)
-    state = tuple(jnp.zeros(() if name in ("t", "s") else p.shape) for name in floor.state)
+    state = tuple(
+        jnp.array(p) if name in COPIES else jnp.full(() if name in SCALARS else p.shape, INITIAL.get(name, 0.0))
+        for name in floor.state
+    )
     return Jitted(floor.update, p, state, g)

@@ -151,6 +151,7 @@ from gradtx.losses import (  # Losses, as at Optax's top level (all of them in g
 from gradtx.microbatching import (  # Microbatching
     microbatch,
 )
+from gradtx.optimizers.adahessian import ScaleByAdaHessianState, adahessian, scale_by_adahessian  # AdaHessian
 from gradtx.optimizers.adam import (  # Adam
     ScaleByAdamState,
     adam,
@@ -162,6 +163,7 @@ from gradtx.optimizers.adam import (  # Adam
     scale_by_adam,
     scale_by_adamax,
 )
+from gradtx.optimizers.adam_mini import ScaleByAdamMiniState, adam_mini, scale_by_adam_mini  # Adam-mini
 from gradtx.optimizers.adam_variants import (  # Adam's relatives
     ScaleByAdanState,
     ScaleByBeliefState,
@@ -193,6 +195,13 @@ from gradtx.optimizers.factored import (  # Factored second moments
     scale_by_sm3,
     sm3,
 )
+from gradtx.optimizers.kron import (  # PSGD Kron
+    ScaleByKronState,
+    kron,
+    precond_update_prob_schedule,
+    scale_by_kron,
+)
+from gradtx.optimizers.laprop import ScaleByLapropState, laprop, scale_by_laprop  # LaProp
 from gradtx.optimizers.layerwise import (  # Layer-wise
     ScaleByNovogradState,
     fromage,
@@ -206,6 +215,8 @@ from gradtx.optimizers.lbfgs import (  # L-BFGS
     lbfgs,
     scale_by_lbfgs,
 )
+from gradtx.optimizers.mars import ScaleByMarsState, mars, scale_by_mars  # MARS
+from gradtx.optimizers.normuon import NorMuonState, normuon, scale_by_normuon  # NorMuon
 from gradtx.optimizers.optimistic import (  # Optimistic methods
     ScaleByOptimisticGradientState,
     optimistic_adam,
@@ -231,6 +242,7 @@ from gradtx.optimizers.sgd import (  # Optimizers: SGD
     noisy_sgd,
     sgd,
 )
+from gradtx.optimizers.shampoo import ShampooState, scale_by_shampoo, shampoo  # Shampoo
 from gradtx.optimizers.sign import (  # Sign methods
     ScaleByLionState,
     ScaleByRpropState,
@@ -242,6 +254,7 @@ from gradtx.optimizers.sign import (  # Sign methods
     sign_sgd,
     signum,
 )
+from gradtx.optimizers.soap import ScaleBySoapState, scale_by_soap, soap  # SOAP
 from gradtx.optimizers.sophia import scale_by_sophia
 from gradtx.optimizers.step_size import (  # Step sizes from the problem
     DoGState,
@@ -283,6 +296,7 @@ from gradtx.transforms.block_scaling import (  # Block scaling
     scale_by_param_block_rms,
     scale_by_trust_ratio,
 )
+from gradtx.transforms.cautious import CautiousState, cautious  # Cautious updates
 from gradtx.transforms.clipping import (  # Clipping
     AdaptiveGradClipState,
     ClipByGlobalNormState,
@@ -700,6 +714,34 @@ __all__ = [
     "ademamix_b3_warmup",
     "scale_by_sophia",
     "scale_by_dowg",
+    # Beyond Optax: matrix-preconditioned and newest optimizers
+    "CautiousState",
+    "NorMuonState",
+    "ScaleByAdamMiniState",
+    "ScaleByLapropState",
+    "ScaleByMarsState",
+    "adam_mini",
+    "cautious",
+    "laprop",
+    "mars",
+    "normuon",
+    "scale_by_adam_mini",
+    "scale_by_laprop",
+    "scale_by_mars",
+    "scale_by_normuon",
+    "ShampooState",
+    "ScaleBySoapState",
+    "scale_by_shampoo",
+    "scale_by_soap",
+    "shampoo",
+    "soap",
+    "ScaleByKronState",
+    "kron",
+    "precond_update_prob_schedule",
+    "scale_by_kron",
+    "ScaleByAdaHessianState",
+    "adahessian",
+    "scale_by_adahessian",
     # Losses
     "ctc_loss",
     "ctc_loss_with_forward_probs",

@@ -90,6 +90,8 @@ OPTIMIZERS = {
     "sign_sgd": lambda: gradtx.sign_sgd(),
     "signum": lambda: gradtx.signum(),
     "lion": lambda: gradtx.lion(),
+    "cautious_adamw": lambda: gradtx.adamw(cautious=True),
+    "cautious_lion": lambda: gradtx.lion(cautious=True),
     "rprop": lambda: gradtx.rprop(),
     "lars": lambda: gradtx.lars(),
     "lamb": lambda: gradtx.lamb(),
@@ -104,6 +106,7 @@ OPTIMIZERS = {
     "asgd": lambda: gradtx.asgd(),
     # the research optimizers of gradtx.contrib
     "muon": lambda: gradtx.muon(lambda t: 0.3 * 0.97**t),  # fixed-size steps: a decaying rate
+    "normuon": lambda: gradtx.normuon(lambda t: 0.3 * 0.99**t),  # steps of RMS 0.2 lr: a decaying rate, summing to 30
     "schedule_free_sgd": lambda: gradtx.schedule_free_sgd(0.5),
     "schedule_free_adamw": lambda: gradtx.schedule_free_adamw(0.1),
     "schedule_free": lambda: gradtx.schedule_free(gradtx.sgd(0.1), 0.1),
@@ -112,12 +115,21 @@ OPTIMIZERS = {
     "ademamix": lambda: gradtx.ademamix(0.05, b3=0.99, alpha=2.0),
     "simplified_ademamix": lambda: gradtx.simplified_ademamix(0.01, b1=0.9, alpha=1.0),
     "adopt": lambda: gradtx.adopt(0.05),
+    "mars": lambda: gradtx.mars(),  # MARS-AdamW on the 2-D leaves, AdamW on the others
+    "mars_lion": lambda: gradtx.mars(mars_type="mars-lion", optimize_1d=True),
+    "laprop": lambda: gradtx.laprop(),
     "galore": lambda: gradtx.galore(0.1, rank=2, update_proj_gap=10),
+    "soap": lambda: gradtx.soap(0.01, precondition_frequency=2),  # a refresh within three steps
+    # preconditioned from the second step, roots refreshed every 10 (a long run computes 10,000)
+    "shampoo": lambda: gradtx.shampoo(0.1, start_preconditioning_step=1, preconditioning_compute_steps=10),
     "madgrad": lambda: gradtx.madgrad(0.1),
     "acprop": lambda: gradtx.acprop(0.05),
     "momo": lambda: gradtx.momo(),
     "momo_adam": lambda: gradtx.momo_adam(0.5),
     "sophia": lambda: gradtx.sophia(0.1, b1=0.9, gamma=0.1, update_interval=1),
+    "adahessian": lambda: gradtx.adahessian(),
+    "kron": lambda: gradtx.kron(lambda t: 0.1 * 0.999**t),  # whitened steps of RMS about 1: a decaying rate
+    "adam_mini": lambda: gradtx.adam_mini(weight_decay=1e-4),
     "cocob": lambda: gradtx.cocob(),
     "dowg": lambda: gradtx.dowg(),
 }
@@ -183,6 +195,7 @@ TRANSFORMS = {
     ),
     "apply_every": lambda: gradtx.apply_every(2),
     "apply_if_finite": lambda: gradtx.apply_if_finite(gradtx.adam(), max_consecutive_errors=3),
+    "cautious": lambda: gradtx.cautious(gradtx.sgd(0.1, momentum=0.9)),
     "lookahead": lambda: gradtx.lookahead(gradtx.sgd(0.1), sync_period=2, slow_step_size=0.5),
     "flatten": lambda: gradtx.flatten(gradtx.adam()),
     "inject_hyperparams": lambda: gradtx.inject_hyperparams(gradtx.adam)(learning_rate=lambda t: 1e-2 / (1 + t)),
@@ -247,16 +260,24 @@ TRANSFORMS = {
     "scale_by_asgd": lambda: gradtx.scale_by_asgd(t0=1.0),
     # the research optimizers' blocks and wrappers
     "scale_by_muon_on_matrices": lambda: gradtx.masked(gradtx.scale_by_muon(), _matrices),
+    "scale_by_normuon_on_matrices": lambda: gradtx.masked(gradtx.scale_by_normuon(), _matrices),
     "scale_by_ademamix": lambda: gradtx.scale_by_ademamix(
         b3=gradtx.ademamix_b3_warmup(0.999, 10), alpha=gradtx.ademamix_alpha_warmup(5.0, 10)
     ),
     "scale_by_simplified_ademamix": lambda: gradtx.scale_by_simplified_ademamix(alpha=1.0),
     "scale_by_adopt": lambda: gradtx.scale_by_adopt(nesterov=True),
+    "scale_by_mars": lambda: gradtx.scale_by_mars(optimize_1d=True),
+    "scale_by_laprop": lambda: gradtx.scale_by_laprop(),
     "scale_by_galore": lambda: gradtx.scale_by_galore(rank=2, update_proj_gap=10),
+    "scale_by_soap": lambda: gradtx.scale_by_soap(precondition_frequency=2, precondition_1d=True),
+    "scale_by_shampoo": lambda: gradtx.scale_by_shampoo(graft_type="rmsprop", start_preconditioning_step=1),
     "split_real_and_imaginary": lambda: gradtx.split_real_and_imaginary(gradtx.adam(0.1)),
     "scale_by_madgrad": lambda: gradtx.scale_by_madgrad(),
     "scale_by_acprop": lambda: gradtx.scale_by_acprop(),
     "scale_by_sophia": lambda: gradtx.scale_by_sophia(),
+    "scale_by_adahessian": lambda: gradtx.scale_by_adahessian(),
+    "scale_by_kron": lambda: gradtx.scale_by_kron(preconditioner_update_probability=0.5),
+    "scale_by_adam_mini": lambda: gradtx.scale_by_adam_mini(),
     "hutchinson_estimator_diag_hessian": lambda: gradtx.hutchinson_estimator_diag_hessian(),
     "normalize": lambda: gradtx.normalize(),
     "mechanize": lambda: gradtx.mechanize(gradtx.adam(0.1)),

@@ -21,7 +21,7 @@ from gradtx.optimizers.galore import GaLoreDimensionNumbers, GaLoreState, galore
 from gradtx.optimizers.madgrad import MadgradState, madgrad, scale_by_madgrad
 from gradtx.optimizers.mechanic import MechanicState, mechanize
 from gradtx.optimizers.momo import MomoAdamState, MomoState, momo, momo_adam
-from gradtx.optimizers.muon import MuonDimensionNumbers, MuonState, muon, scale_by_muon
+from gradtx.optimizers.muon import MuonState, muon, scale_by_muon
 from gradtx.optimizers.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate, dpsgd
 from gradtx.optimizers.sam import NormalizeState, SAMState, normalize, sam
 from gradtx.optimizers.schedule_free import (
@@ -31,9 +31,11 @@ from gradtx.optimizers.schedule_free import (
     schedule_free_eval_params,
     schedule_free_sgd,
 )
-from gradtx.optimizers.sophia import HutchinsonState, SophiaState, hutchinson_estimator_diag_hessian, sophia
+from gradtx.optimizers.sophia import SophiaState, sophia
 from gradtx.optimizers.step_size import DoGState, DoWGState, dog, dowg
 from gradtx.transforms.complex import SplitRealAndImaginaryState, split_real_and_imaginary
+from gradtx.transforms.curvature import HutchinsonState, hutchinson_estimator_diag_hessian
+from gradtx.transforms.orthogonalization import MuonDimensionNumbers
 from gradtx.transforms.scaling import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [

@@ -25,13 +25,15 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
-from gradtx.core.hyperparams import Hyperparams
+from gradtx.core.hyperparams import Hyperparams, renamed
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, update_moment
 from gradtx.core.numerics import bias_correction, compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative
+from gradtx.transforms.cautious import cautious as cautious_transform
 from gradtx.transforms.combine import chain
+from gradtx.transforms.masking import masked, partition, resolve_mask
 from gradtx.transforms.regularizers import add_decayed_weights
-from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.scaling import scale_by_hyperparameter, scale_by_learning_rate
 
 
 class ScaleByAdamState(NamedTuple):
@@ -339,6 +341,7 @@ def adamw(
     mask: Mask = None,
     *,
     nesterov: bool = False,
+    cautious: bool = False,
 ) -> GradientTransformation:
     r"""AdamW (Loshchilov & Hutter, 2019, :arxiv:`1711.05101`): Adam with decoupled weight decay.
 
@@ -357,6 +360,13 @@ def adamw(
         mask: the leaves to decay (e.g. not biases): a tree of booleans like the parameters, or a
             function of the parameters returning one; ``None`` decays all.
         nesterov: use NAdam's look-ahead first moment (see :func:`nadam`).
+        cautious: C-AdamW (Liang et al., 2024, :arxiv:`2411.16085`): keep only the components of
+            Adam's direction :math:`u_t` whose sign agrees with the gradient's,
+            :math:`\phi_t = 1[u_t \odot g_t > 0]`, scaled by the inverse of the fraction kept in
+            each leaf (at most :math:`10^3`), :math:`u_t \odot \phi_t / \max(\mathrm{mean}(\phi_t),
+            10^{-3})`, before the weight decay, which is not masked (see
+            :func:`gradtx.transforms.cautious.cautious`). The state's first member is then a
+            ``CautiousState`` around Adam's, and ``mask_eps`` is among the hyperparameters.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
@@ -366,8 +376,9 @@ def adamw(
         >>> [round(x, 6) for x in updates["w"].tolist()], bool((updates["b"] == 0).all())
         ([-0.0001, -0.0001], True)
     """
+    direction = scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
     return chain(
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        cautious_transform(direction, descent=False) if cautious else direction,
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate, allow_none=False),
     )
@@ -504,4 +515,77 @@ def adamaxw(
         scale_by_adamax(b1, b2, eps),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate, allow_none=False),
+    )
+
+
+def with_adam_for_the_rest(
+    name: str,
+    part: GradientTransformation,
+    labels: Callable[[Any], Any],
+    learning_rate: ScalarOrSchedule,
+    weight_decay: ScalarOrSchedule,
+    weight_decay_mask: Mask,
+    *,
+    adam_b1: float,
+    adam_b2: float,
+    adam_eps: float,
+    adam_eps_root: float,
+    mu_dtype: Any,
+    nesterov: bool,
+    adam_learning_rate: ScalarOrSchedule | None,
+    adam_weight_decay: ScalarOrSchedule,
+) -> GradientTransformation:
+    r"""A matrix method (Muon, NorMuon) on the leaves ``labels(params)`` names ``name``, Adam on those
+    it names ``"adam"``; each with its decoupled weight decay, then the step size.
+
+    Adam's hyperparameters are read and set as ``adam_b1``, ``adam_b2``, ``adam_eps``,
+    ``adam_eps_root`` and ``adam_weight_decay`` (and ``adam_learning_rate`` when given; otherwise
+    both parts take ``learning_rate``). ``weight_decay_mask`` narrows the matrix leaves' decay.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> from gradtx.optimizers.adam import with_adam_for_the_rest
+        >>> labels = lambda p: jax.tree.map(lambda x: "sign" if x.ndim == 2 else "adam", p)
+        >>> tx = with_adam_for_the_rest("sign", gradtx.scale_by_sign(), labels, 0.1, 0.0, None,
+        ...     adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8, adam_eps_root=0.0, mu_dtype=None,
+        ...     nesterov=False, adam_learning_rate=None, adam_weight_decay=0.0)
+        >>> params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
+        >>> updates, _ = tx.update(jax.tree.map(lambda x: -3 * x, params), tx.init(params), params)
+        >>> [round(x, 6) for x in updates["w"].ravel().tolist()], [round(x, 6) for x in updates["b"].tolist()]
+        ([0.1, 0.1, 0.1, 0.1], [0.1, 0.1])
+    """
+    for hyperparameter, value in (("adam_b1", adam_b1), ("adam_b2", adam_b2)):
+        check_decay(hyperparameter, value)
+    check_nonnegative("adam_eps_root", adam_eps_root)
+    check_nonnegative("adam_eps", adam_eps)
+
+    def decay_mask(params):
+        chosen = jax.tree.map(lambda label: label == name, labels(params))
+        if weight_decay_mask is None:
+            return chosen
+        return jax.tree.map(lambda a, b: a and b, chosen, resolve_mask(weight_decay_mask, params))
+
+    def adam_mask(params):
+        return jax.tree.map(lambda label: label == "adam", labels(params))
+
+    adam_part = renamed(
+        scale_by_adam(adam_b1, adam_b2, adam_eps, adam_eps_root, mu_dtype, nesterov=nesterov),
+        b1="adam_b1", b2="adam_b2", eps="adam_eps", eps_root="adam_eps_root",
+    )  # fmt: skip
+    if adam_learning_rate is None:
+        step = scale_by_learning_rate(learning_rate, allow_none=False)
+    else:
+        check_nonnegative("adam_learning_rate", adam_learning_rate)
+        step = partition(
+            {
+                name: scale_by_learning_rate(learning_rate, allow_none=False),
+                "adam": scale_by_hyperparameter("adam_learning_rate", adam_learning_rate, -1.0),
+            },
+            labels,
+        )
+    return chain(
+        partition({name: part, "adam": adam_part}, labels),
+        masked(add_decayed_weights(weight_decay), decay_mask),
+        renamed(masked(add_decayed_weights(adam_weight_decay), adam_mask), weight_decay="adam_weight_decay"),
+        step,
     )

@@ -21,6 +21,7 @@ from gradtx.core.hyperparams import Hyperparams, renamed
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment
 from gradtx.core.numerics import compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative, check_one_of, check_positive, check_range
+from gradtx.transforms.cautious import cautious as cautious_transform
 from gradtx.transforms.combine import chain
 from gradtx.transforms.momentum import ema
 from gradtx.transforms.regularizers import add_decayed_weights
@@ -174,6 +175,8 @@ def lion(
     mu_dtype: Any = None,
     weight_decay: ScalarOrSchedule = 1e-3,
     mask: Mask = None,
+    *,
+    cautious: bool = False,
 ) -> GradientTransformation:
     r"""Lion (Chen et al., 2023, :arxiv:`2302.06675`): the sign step of :func:`scale_by_lion` with decoupled weight decay.
 
@@ -191,6 +194,13 @@ def lion(
         mu_dtype: the dtype of the momentum; ``None``: that of each parameter.
         weight_decay: :math:`\lambda`; a number, 0-d array or schedule (default Optax's 1e-3).
         mask: the leaves to decay: a tree of bools or a function of the parameters; ``None``: all.
+        cautious: C-Lion (Liang et al., 2024, :arxiv:`2411.16085`): keep only the components of
+            :math:`u_t = \mathrm{sign}(c_t)` whose sign agrees with the gradient's,
+            :math:`\phi_t = 1[u_t \odot g_t > 0]`, scaled by the inverse of the fraction kept in
+            each leaf (at most :math:`10^3`), :math:`u_t \odot \phi_t / \max(\mathrm{mean}(\phi_t),
+            10^{-3})`, before the weight decay, which is not masked (see
+            :func:`gradtx.transforms.cautious.cautious`). The state's first member is then a
+            ``CautiousState`` around Lion's, and ``mask_eps`` is among the hyperparameters.
 
     Example:
         >>> import jax.numpy as jnp, gradtx
@@ -200,8 +210,9 @@ def lion(
         >>> [round(x, 4) for x in updates.tolist()]  # -0.1 * (sign(g) + 0.25 * 2)
         [-0.15, 0.05]
     """
+    direction = scale_by_lion(b1, b2, mu_dtype)
     return chain(
-        scale_by_lion(b1, b2, mu_dtype),
+        cautious_transform(direction, descent=False) if cautious else direction,
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate, allow_none=False),
     )

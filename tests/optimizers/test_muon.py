@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx.optimizers.muon import MuonDimensionNumbers, MuonState, muon, newton_schulz, scale_by_muon
+from gradtx.optimizers.muon import MuonState, muon, scale_by_muon
+from gradtx.transforms.orthogonalization import MuonDimensionNumbers, newton_schulz
 
 from references.muon import STANDARD, MuonRef
 from references.muon import newton_schulz as ref_newton_schulz
@@ -396,3 +397,25 @@ def test_sharded_matrix_on_8_devices():
     for name in ("rows", "cols"):
         assert result[name]["diff"] < 1e-5, result
         assert result[name]["mu_follows"] and result[name]["params_follow"], result
+
+
+def test_newton_schulz_runs_once_per_matrix_shape_and_gives_the_per_leaf_directions():
+    """Leaves whose matrices have the same shape are orthogonalized in one batched iteration (one
+    set of products per shape in the compiled step, however many layers), with each leaf's
+    direction what the iteration gives it alone."""
+    rng = np.random.default_rng(3)
+    shapes = {f"layer{i}": (6, 10) for i in range(5)} | {"wide": (10, 6), "stack": (2, 6, 10), "empty": (0, 4)}
+    grads = {k: jnp.asarray(rng.standard_normal(s), jnp.float32) for k, s in shapes.items()}
+    dims = {k: MuonDimensionNumbers(1, 2) if k == "stack" else MuonDimensionNumbers() for k in shapes}
+    tx = scale_by_muon(weight_dimension_numbers=dims, nesterov=False, beta=0.0)
+    updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
+    for name, g in grads.items():
+        if g.size == 0:
+            assert updates[name].shape == g.shape
+            continue
+        alone = newton_schulz(g, ns_steps=5)  # the iteration on this leaf's matrices alone
+        np.testing.assert_allclose(updates[name], alone, rtol=1e-5, atol=1e-6, err_msg=name)
+    text = jax.jit(tx.update).lower(grads, tx.init(grads)).as_text()
+    # (6, 10) and (10, 6) and the (2, 6, 10) stack share the wide shape (6, 10): one batched iteration of
+    # 5 steps, 3 products each
+    assert text.count("stablehlo.dot_general") == 15, text.count("stablehlo.dot_general")

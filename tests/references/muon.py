@@ -10,6 +10,10 @@ with s = sqrt(max(1, B/A)) ("original") or r sqrt(max(A, B)) ("match_rms_adamw")
 matrix (A the fan-in). The other leaves take AdamW (Kingma & Ba 2015; Dozat 2016 for the
 Nesterov look-ahead; Loshchilov & Hutter 2019). The references work on flat lists of leaves,
 one matrix description per leaf: None (Adam) or a pair (reduction axes, output axes).
+
+Also here: the Polar Express coefficients (Amsel et al. 2025, arXiv 2505.16932, Algorithm 1) as
+published, with the paper's safety rule, and NorMuon (Li et al. 2025, arXiv 2510.05491,
+Algorithm 1), NorMuonRef.
 """
 
 from __future__ import annotations
@@ -154,4 +158,96 @@ class MuonRef:
                 s = shape_factor(p.shape, axes, self.adjust, self.rms)
                 lam = wd if self.decay is None or self.decay[i] else 0.0
                 out.append(-lr * (s * self._muon(g, i, axes) + lam * p))
+        return out
+
+
+# ------------------------------------------------------------------ Polar Express
+
+# Amsel, Persson, Musco & Gower 2025, "The Polar Express", arXiv 2505.16932, Algorithm 1: the
+# published degree-5 polynomials, one per iteration, and the rule written next to them: every one
+# but the last divided by the safety factor 1.01 as p(x / 1.01); after the eighth, the eighth again.
+POLAR_EXPRESS_PUBLISHED = [
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+    (1.875, -1.25, 0.375),
+]
+
+
+def polar_express_coeffs(steps, safety=1.01):
+    """The first ``steps`` triples of Algorithm 1's list, after its safety rule."""
+    *first, last = POLAR_EXPRESS_PUBLISHED
+    table = [(a / safety, b / safety**3, c / safety**5) for a, b, c in first] + [last]
+    return (table + [last] * max(0, steps - len(table)))[:steps]
+
+
+# --------------------------------------------------------------------------- NorMuon
+
+
+class NorMuonRef(MuonRef):
+    """NorMuon (Li et al. 2025, arXiv 2510.05491, Algorithm 1), from the paper's box, per matrix
+    of a leaf (rows the fan-in, columns the fan-out, one matrix per batch index):
+
+        M_t = beta M_{t-1} + (1 - beta) G_t;  M_hat = (1 - beta) G_t + beta M_t (Nesterov) or M_t
+        O_t = NewtonSchulz5(M_hat)
+        v_t = beta2 v_{t-1} + (1 - beta2) mean over the rows of O_t * O_t    (one per output neuron)
+        O_hat = O_t / (sqrt(v_t) + eps)
+        W_t = W_{t-1} - lr (0.2 sqrt(A B) O_hat / ||O_hat||_F + lambda W_{t-1})
+
+    ``rms=None``: the authors' released code's scale instead, ||O_t||_F / ||O_hat||_F times
+    sqrt(max(1, B / A)). The other leaves: AdamW, as MuonRef.
+    """
+
+    def __init__(self, learning_rate, dims, beta2=0.95, rms=0.2, **kwargs):
+        super().__init__(learning_rate, dims, rms=rms, **kwargs)
+        self.beta2 = beta2
+
+    def init(self, params):
+        super().init(params)
+        self.nv = {}  # leaf index -> per matrix, per column
+
+    def _normuon(self, g, i, axes):
+        beta = self.beta
+        self.b[i] = beta * self.b[i] + (1 - beta) * g
+        m = (1 - beta) * g + beta * self.b[i] if self.nesterov else self.b[i]
+        reduction, output = axes
+        batch = [a for a in range(m.ndim) if a not in reduction + output]
+        order = batch + list(reduction) + list(output)
+        moved = np.transpose(m, order)
+        rows = int(np.prod([m.shape[a] for a in reduction]))
+        cols = int(np.prod([m.shape[a] for a in output]))
+        stack = moved.reshape(-1, rows, cols)
+        if i not in self.nv:
+            self.nv[i] = np.zeros((len(stack), cols))
+        out = []
+        for k, s in enumerate(stack):
+            o = newton_schulz(s, coeffs=self.coeffs, steps=self.steps, eps=self.eps)
+            self.nv[i][k] = self.beta2 * self.nv[i][k] + (1 - self.beta2) * np.mean(o**2, axis=0)
+            o_hat = o / (np.sqrt(self.nv[i][k])[None, :] + self.eps)
+            if self.rms is None:
+                scale = np.sqrt(max(1.0, cols / rows)) * np.linalg.norm(o) / np.linalg.norm(o_hat)
+            else:
+                scale = self.rms * np.sqrt(rows * cols) / np.linalg.norm(o_hat)
+            out.append(scale * o_hat)
+        return np.transpose(np.stack(out).reshape(moved.shape), np.argsort(order))
+
+    def update(self, grads, params):
+        self.t += 1
+        lr = _value(self.learning_rate, self.t)
+        adam_lr = lr if self.adam_learning_rate is None else _value(self.adam_learning_rate, self.t)
+        wd, adam_wd = _value(self.weight_decay, self.t), _value(self.adam_weight_decay, self.t)
+        out = []
+        for i, (g, p, axes) in enumerate(zip(grads, params, self.dims)):
+            g, p = np.asarray(g, np.float64), np.asarray(p, np.float64)
+            if self.muon_only:  # scale_by_normuon alone: the direction
+                out.append(self._normuon(g, i, axes))
+            elif axes is None:
+                out.append(-adam_lr * (self._adam(g, i) + adam_wd * p))
+            else:
+                lam = wd if self.decay is None or self.decay[i] else 0.0
+                out.append(-lr * (self._normuon(g, i, axes) + lam * p))
         return out

@@ -8,7 +8,6 @@ Optax and torch parts run only where those are installed.
 
 import json
 import os
-import re
 import sys
 
 import jax
@@ -24,11 +23,18 @@ sys.path.insert(0, ROOT)
 from benchmarks import libraries, render, run, timing, trees  # noqa: E402
 
 
-def assert_same_steps(start, actual, expected, **kwargs):
+def assert_same_steps(start, actual, expected, rtol=1e-4, **kwargs):
     """The parameters moved alike from ``start``: equal up to float32 rounding, which differs between
     implementations mostly in the bias corrections' 1 - b^t (relative error ~1e-5 for b2 = 0.999)."""
     start = np.asarray(start, np.float64)
-    np.testing.assert_allclose(np.asarray(actual) - start, np.asarray(expected) - start, rtol=1e-4, atol=2e-8, **kwargs)
+    np.testing.assert_allclose(np.asarray(actual) - start, np.asarray(expected) - start, rtol=rtol, atol=2e-8, **kwargs)
+
+
+# Optax's Prodigy adds d_{k+1} eps to sqrt(v) where gradtx adds d_k eps (the paper's): on the tiny
+# tree, where d grows 1,000-fold in three steps, that moves the steps by about 6e-4 of their size.
+SAME_STEPS_RTOL = {"prodigy": 2e-3}
+# torch.optim.Muon normalises by |X|_F + 1e-7 before Newton-Schulz (gradtx and Optax: + 1e-8)
+TORCH_TOO = ("adam", "chain", "sgd", "muon")
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +80,26 @@ def test_state_bytes_per_parameter(result):
 
 
 def test_floor_bytes_match_the_definitions():
-    expected = {"adam": 28, "chain": 32, "sgd": 20, "lion": 20, "adafactor": 24}
+    expected = {
+        "adam": 28,
+        "chain": 32,
+        "sgd": 20,
+        "lion": 20,
+        "adafactor": 24,
+        "schedule_free_adamw": 28,  # reads y, g, z, v; writes y, z, v
+        "prodigy": 40,  # reads x, g, x0, s, m, v; writes x, s, m, v
+        "ademamix": 36,  # reads p, g, m1, m2, v; writes p, m1, m2, v
+    }
     assert {name: floor.bytes_per_param for name, floor in timing.FLOORS.items()} == expected
     params, grads = trees.build("tiny")
     for name, floor in timing.FLOORS.items():
-        arrays = [s for s in floor.state if s not in ("t", "s")]
-        assert set(floor.writes) == {"p", *arrays} and set(floor.reads) == {"p", "g", *arrays}, name
+        arrays = [s for s in floor.state if s not in timing.SCALARS]
+        written = [s for s in arrays if s not in timing.READ_ONLY]
+        assert set(floor.writes) == {"p", *written} and set(floor.reads) == {"p", "g", *arrays}, name
         assert timing.floor_step(name, params, grads).state_bytes() == 4 * 1072 * len(arrays), name
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "chain", "sgd", "lion"])
+@pytest.mark.parametrize("optimizer", ["adam", "chain", "sgd", "lion", "schedule_free_adamw", "prodigy", "ademamix"])
 def test_floor_is_the_optimizer_on_one_flat_array(optimizer):
     """The floor computes the same update as gradtx (Adafactor's floor has flat, not factored, statistics)."""
     params, grads = trees.build("tiny")
@@ -124,14 +140,19 @@ def test_libraries_run_the_same_configuration(optimizer):
         "gradtx": libraries.make("gradtx", optimizer, params, grads),
         "optax": libraries.make("optax", optimizer, params, grads),
     }
-    if optimizer in ("adam", "chain", "sgd") and not libraries.missing("torch-foreach"):
+    if optimizer in TORCH_TOO and not libraries.missing("torch-foreach"):
         steps["torch-foreach"] = libraries.make("torch-foreach", optimizer, params, grads)
     for step in steps.values():
         timing.measure(step, steps=3, warmup=0)
     ours = steps.pop("gradtx").leaves()
     for library, step in steps.items():
         for start, expected, theirs in zip(jax.tree.leaves(params), ours, step.leaves()):
-            assert_same_steps(start, theirs, expected, err_msg=library)
+            if optimizer == "muon" and library.startswith("torch"):
+                if start.ndim == 2:  # torch's Newton-Schulz runs in bfloat16: the steps agree within 3%
+                    moved = np.asarray(expected, np.float64) - start
+                    np.testing.assert_allclose(theirs - start, moved, atol=0.03 * np.abs(moved).max())
+                continue  # gradtx's and Optax's Muon give the vectors Nesterov's Adam, torch plain Adam
+            assert_same_steps(start, theirs, expected, SAME_STEPS_RTOL.get(optimizer, 1e-4), err_msg=library)
 
 
 def test_markdown_has_every_row(result):
@@ -156,9 +177,11 @@ def test_plots_are_written(result, tmp_path):
 def test_docs_tables_are_rendered_from_their_json():
     with open(os.path.join(ROOT, "docs", "benchmarks.md"), encoding="utf-8") as f:
         page = f.read()
-    source = re.search(r"^% generated from (\S+) by benchmarks/render.py", page, re.MULTILINE).group(1)
-    with open(os.path.join(ROOT, source)) as f:
-        data = json.load(f)
-    assert render.docs_section(data, source) in page, (
-        f"rerun: python3 benchmarks/render.py {source} --docs docs/benchmarks.md"
-    )
+    sources = render.generated_sources(page)
+    assert sources and len(set(sources)) == len(sources), sources
+    for source in sources:
+        with open(os.path.join(ROOT, source)) as f:
+            data = json.load(f)
+        assert render.docs_section(data, source) in page, (
+            f"rerun: python3 benchmarks/render.py {source} --docs docs/benchmarks.md"
+        )

@@ -55,6 +55,8 @@ RADIUS = {
     "sign_sgd": lambda h: h["learning_rate"],  # 1e-3
     "signum": lambda h: h["learning_rate"] / (1 - h["beta"]),  # 1e-2
     "lion": lambda h: h["learning_rate"] / (1 - h["b2"]),  # 1e-2 (its momentum is the b2 average)
+    # MARS-Lion steps by the sign of its one momentum, the b1 average of the corrected gradients
+    "mars_lion": lambda h: h["learning_rate"] / (1 - h["b1"]),  # 0.06 (it ends at 4e-3)
     # Centred RMSProp divides by the gradient's spread, which vanishes with the gradient, so
     # its steps stay near the learning rate; momentum adds up 1 / (1 - momentum) of them.
     "rmsprop_centered_momentum": lambda h: h["learning_rate"] / (1 - h["momentum"]),  # 0.1

@@ -79,6 +79,12 @@ COMPLEX_UNSUPPORTED = {
     "scale_by_cocob",
     "sophia",
     "scale_by_sophia",
+    "adahessian",  # its estimator's Hessian diagonal, as Sophia's
+    "scale_by_adahessian",
+    "kron",  # its factors are real triangular matrices fitted to real probes
+    "shampoo",  # its statistics are real Gram matrices G G^T and their real inverse roots
+    "scale_by_shampoo",
+    "scale_by_kron",
     "hutchinson_estimator_diag_hessian",
 }
 
@@ -320,11 +326,14 @@ NOT_TRANSFORMS = {
     "GradientTransformationExtraArgs": "the protocol's class (GradientTransformation)",
     "scale_by_muon": "refuses a leaf that is not a matrix: row scale_by_muon_on_matrices masks it to the 2-D leaves, "
     "and muon sends the others to Adam",
+    "scale_by_normuon": "refuses a leaf that is not a matrix: row scale_by_normuon_on_matrices masks it to the 2-D "
+    "leaves, and normuon sends the others to Adam",
     "dpsgd": "takes per-example gradients (a batch axis on every leaf): tests/optimizers/test_privacy.py",
     "differentially_private_aggregate": "takes per-example gradients (a batch axis on every leaf)",
     "schedule_free_eval_params": "reads an optimizer state (the point to evaluate at)",
     "ademamix_alpha_warmup": "a schedule of the step (AdEMAMix's alpha warm-up)",
     "ademamix_b3_warmup": "a schedule of the step (AdEMAMix's beta3 warm-up)",
+    "precond_update_prob_schedule": "a schedule of the step (PSGD Kron's preconditioner update probability)",
 }
 UTILITY_MODULES = (
     "gradtx.schedules",
@@ -558,3 +567,21 @@ def test_turning_complex_inputs_by_a_phase_turns_the_updates(name):
                 atol=1e-7 * scale,
                 err_msg=f"{name}, step {t}, '{gradtx.tree.path_str(path)}': the update did not turn with the inputs",
             )
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))  # every optimizer, transform and wrapper
+def test_a_step_can_donate_the_parameters_and_the_state(name):
+    """``jax.jit(train_step, donate_argnums=...)`` updates the parameters and the state in place,
+    which needs every array of both to be a buffer of its own: a state that keeps the parameters
+    themselves (rather than a copy) or one array in two fields fails on the first step with
+    "Attempt to donate the same buffer twice"."""
+    params = {"w": jnp.array([[0.5, -1.0], [2.0, 0.25]]), "b": jnp.array([0.1, -0.3])}
+    if name in LOOKAHEAD:
+        params = gradtx.LookaheadParams.init_synced(params)
+    state = ROWS[name]().init(params)
+    seen: dict[int, str] = {}
+    for path, x in gradtx.tree.leaves_with_path({"params": params, "state": state}):
+        if isinstance(x, jax.Array) and x.size:
+            where = gradtx.tree.path_str(path)
+            first = seen.setdefault(x.unsafe_buffer_pointer(), where)
+            assert first == where, f"{name}: '{where}' is the same buffer as '{first}'"
