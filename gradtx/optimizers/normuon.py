@@ -19,14 +19,14 @@ import jax.numpy as jnp
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
 from gradtx.core.hyperparams import Hyperparams, float_dtype
-from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, unzip, update_moment, whole
+from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, update_moment, whole
 from gradtx.core.numerics import abs_sq, compute_dtype, real_dtype, safe_increment, zero_count
 from gradtx.core.validation import check_decay, check_nonnegative, check_one_of, check_positive
 from gradtx.optimizers.adam import adam_first_moment, with_adam_for_the_rest
 from gradtx.transforms.orthogonalization import (
     NS_PRESETS,
     PRECONDITIONINGS,
-    apply_newton_schulz,
+    apply_newton_schulz_grouped,
     as_matrices,
     matrix_axes,
     matrix_fans,
@@ -139,16 +139,22 @@ def scale_by_normuon(
         h = hp.values(state.hyperparams)
         mu = jax.tree.map(lambda g, m: update_moment(g, m, h["beta"], 1), updates, state.mu)
 
-        def step(g, m, v, ax):
+        def matrices(g, m, ax):  # the leaf's stack of matrices (None: no entries) and the way back
             dtype = compute_dtype(g, m)
-            beta_, beta2_, eps_ = cast_scalars(dtype, h["beta"], h["beta2"], h["eps"])
+            (beta_,) = cast_scalars(dtype, h["beta"])
             m_hat = adam_first_moment(g.astype(dtype), m.astype(dtype), beta_, 1, 1, nesterov)
             if m_hat.size == 0:  # no matrix entries: nothing to orthogonalize or normalize
-                return m_hat.astype(g.dtype), v
+                return None, lambda o: o
             m_hat, lay_out = whole(m_hat)  # the iteration's products need the whole matrix
-            v_old, lay_out_v = whole(v)
             stack, back = as_matrices(m_hat, ax)
-            o = apply_newton_schulz(stack, state.ns_coeffs, ns_steps, eps_, preconditioning)
+            return stack, lambda o: lay_out(back(o))
+
+        def step(g, v, ax, o, finish):  # the neurons' second moment and the rescaled update, given O
+            if o is None:
+                return jnp.zeros_like(g), v
+            dtype = compute_dtype(g, o)
+            beta2_, eps_ = cast_scalars(dtype, h["beta2"], h["eps"])
+            v_old, lay_out_v = whole(v)
             v_stack, back_v = as_matrices(v_old.astype(real_dtype(dtype)), ax)  # (batch, 1, fan_out)
             v_new = beta2_ * v_stack + (1 - beta2_) * jnp.mean(abs_sq(o), axis=-2, keepdims=True)
             o_hat = o / (jnp.sqrt(v_new) + eps_)
@@ -160,10 +166,23 @@ def scale_by_normuon(
             else:  # the authors' code: O's norm kept, then Muon's shape factor
                 target = math.sqrt(max(1.0, fan_out / fan_in)) * jnp.linalg.norm(o, axis=(-2, -1), keepdims=True)
             u = o_hat * _safe_divide(target, norm_hat)
-            return lay_out(back(u)).astype(g.dtype), lay_out_v(back_v(v_new).astype(v.dtype))
+            return finish(u).astype(g.dtype), lay_out_v(back_v(v_new).astype(v.dtype))
 
-        out = jax.tree.map(step, updates, mu, state.v, axes)
-        out, v = unzip(out, updates)
+        # Newton-Schulz once per matrix shape, on the stack of every leaf of that shape
+        flat, treedef = jax.tree.flatten(updates)
+        flat_axes = treedef.flatten_up_to(axes)
+        prepared = [matrices(g, m, ax) for g, m, ax in zip(flat, treedef.flatten_up_to(mu), flat_axes)]
+        full = [i for i, (stack, _) in enumerate(prepared) if stack is not None]
+        stacks = [prepared[i][0] for i in full]
+        found = dict(
+            zip(full, apply_newton_schulz_grouped(stacks, state.ns_coeffs, ns_steps, h["eps"], preconditioning))
+        )
+        flat_v = treedef.flatten_up_to(state.v)
+        pairs = [
+            step(g, v, ax, found.get(i), prepared[i][1]) for i, (g, v, ax) in enumerate(zip(flat, flat_v, flat_axes))
+        ]
+        out = jax.tree.unflatten(treedef, [u for u, _ in pairs])
+        v = jax.tree.unflatten(treedef, [v for _, v in pairs])
         return out, NorMuonState(safe_increment(state.count), mu, v, state.ns_coeffs, state.hyperparams)
 
     return GradientTransformation(init, update)
