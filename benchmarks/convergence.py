@@ -4,6 +4,7 @@
     python3 benchmarks/convergence.py --optimizers adamw,muon --problems tiny_lm
     python3 benchmarks/convergence.py --resume            # keep the runs already in the JSON, do the rest
     python3 benchmarks/convergence.py --render benchmarks/results/convergence-<machine>.json --docs docs/research-optimizers.md --plots docs/_static
+    python3 benchmarks/convergence.py --set preconditioned    # Shampoo, SOAP, NorMuon, ... with AdamW and Muon
 
 For each (optimizer, problem) every learning rate of the optimizer's grid is run for the problem's
 step budget; the tuned rate is the one that reaches the problem's target loss, and stays there to
@@ -11,6 +12,10 @@ the end of the budget, in the fewest steps (the lowest final loss when none does
 loss, averaged over the last ``smooth`` steps for the stochastic problems; the held-out loss is
 measured on the evaluation parameters (``schedule_free_eval_params`` for the schedule-free
 optimizers). The JSON keeps every run; ``--render`` turns it into the docs' table and plot.
+
+Two sets of optimizers are swept, each into its own JSON, table and plot (``--set``): ``research``
+(Optax's contrib, :data:`OPTIMIZERS`) and ``preconditioned`` (the matrix-preconditioned and newest
+ones, :data:`PRECONDITIONED`, with AdamW and Muon as the baselines of the same run).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -99,6 +105,71 @@ OPTIMIZERS: dict[str, Entry] = {
 # The page's comparison plot: these optimizers on the tiny LM, each at its tuned learning rate.
 PLOTTED = ("adamw", "muon", "schedule_free_adamw", "prodigy", "ademamix")
 
+SIGN_LM = DECADES[:4]  # 1e-4 ... 3e-3: Lion's sign steps on the tiny LM
+# Shampoo, SOAP and PSGD Kron take 7 to 10 times AdamW's time on the tiny LM: four rates, three for Kron
+KRON_LM = DECADES[2:5]  # 1e-3 ... 1e-2
+SOAP_LM = DECADES[2:6]  # 1e-3 ... 3e-2
+SHAMPOO_LM = DECADES[1:5]  # 3e-4 ... 1e-2
+
+# The tiny LM's leaves by the names Adam-mini's rules look for: the embedding and position tables
+# get one second moment per row, the unembedding one per token, and the fused qkv, attention
+# projection and MLP kernels one per output neuron (finer than the paper's one per head for the
+# queries and keys, which share the fused kernel's last axis with the values here).
+_ADAM_MINI_NAMES = {"embd_names": ("embed", "position"), "mlp_names": ("qkv", "proj", "up", "down")}
+
+# The matrix-preconditioned and newest optimizers, in one run with AdamW and Muon (the same
+# entries as above), so that the comparison is within one sweep.
+PRECONDITIONED: dict[str, Entry] = {
+    "adamw": OPTIMIZERS["adamw"],
+    "muon": OPTIMIZERS["muon"],
+    # Shampoo grafted onto RMSProp with an averaged momentum (so that its rates are about Adam's;
+    # the grafted RMSProp has no bias correction, hence beta2 0.99), 64-wide blocks (the LM's kernels
+    # are 64 x 192, 64 x 256, ...: square 64 x 64 blocks), the roots refreshed every 10 steps
+    "shampoo": Entry(
+        lambda lr: gradtx.shampoo(
+            lr,
+            block_size=64,
+            beta2=0.99,
+            graft_type="rmsprop",
+            start_preconditioning_step=5,
+            preconditioning_compute_steps=10,
+            moving_average_for_momentum=True,
+        ),
+        lm_grid=SHAMPOO_LM,
+    ),
+    "soap": Entry(lambda lr: gradtx.soap(lr), lm_grid=SOAP_LM),
+    "normuon": Entry(lambda lr: gradtx.normuon(lr)),  # matrix updates of RMS 0.2: AdamW's rates
+    "kron": Entry(lambda lr: gradtx.kron(lr), lm_grid=KRON_LM),
+    "mars": Entry(lambda lr: gradtx.mars(lr, lr_1d=lr)),  # one rate for the matrices and the AdamW leaves
+    "laprop": Entry(lambda lr: gradtx.laprop(lr)),
+    "adam_mini": Entry(lambda lr: gradtx.adam_mini(lr, **_ADAM_MINI_NAMES)),
+    "adamw_cautious": Entry(lambda lr: gradtx.adamw(lr, weight_decay=1e-4, cautious=True)),
+    "lion_cautious": Entry(lambda lr: gradtx.lion(lr, cautious=True), lm_grid=SIGN_LM),
+    # a Hessian-vector product of the batch's loss (train's obj_fn=) at every step; its default rate is 0.15
+    "adahessian": Entry(lambda lr: gradtx.adahessian(lr), lm_grid=DECADES[4:8]),
+}
+PRECONDITIONED_PLOTTED = ("adamw", "muon", "shampoo", "soap", "normuon", "kron", "mars")
+
+
+class Set(NamedTuple):
+    entries: dict[str, Entry]
+    plotted: tuple[str, ...]
+    out: str  # the JSON, under benchmarks/results/
+    figure: str  # the plot, in --plots
+
+
+SETS = {
+    "research": Set(OPTIMIZERS, PLOTTED, "convergence.json", "research_optimizers_lm.png"),
+    "preconditioned": Set(
+        PRECONDITIONED, PRECONDITIONED_PLOTTED, "convergence-preconditioned.json", "preconditioned_optimizers_lm.png"
+    ),
+}
+
+
+def set_of(result: dict) -> Set:
+    """The set a sweep's JSON is of (the first sweep's JSON names none: ``research``)."""
+    return SETS[result.get("set", "research")]
+
 
 def grid(entry: Entry, problem: str) -> tuple[float, ...]:
     """The learning rates tried: the entry's grid, narrowed on the tiny LM, whose runs are the costly
@@ -153,14 +224,16 @@ def steps_to_target(losses: np.ndarray, target: float, smooth: int) -> int | Non
     return None if first >= means.size else first + smooth - 1
 
 
-def sweep(names, problem_names, curve_every: int = 10, done=(), save=lambda runs: None) -> list[dict]:
-    """Every run not in ``done`` (earlier runs, kept and skipped); ``save(runs)`` after each problem."""
+def sweep(
+    names, problem_names, curve_every: int = 10, done=(), save=lambda runs: None, entries: dict[str, Entry] = OPTIMIZERS
+) -> list[dict]:
+    """Every run not in ``done`` (earlier runs, kept and skipped); ``save(runs)`` after each optimizer's runs."""
     runs = list(done)
     finished = {(r["optimizer"], r["problem"], r["learning_rate"]) for r in runs}
     for problem_name in problem_names:
         problem, budget = P.PROBLEMS[problem_name](), BUDGETS[problem_name]
         for name in names:
-            entry = OPTIMIZERS[name]
+            entry = entries[name]
             for lr in grid(entry, problem_name):
                 if (name, problem_name, lr) in finished:
                     continue
@@ -181,7 +254,7 @@ def sweep(names, problem_names, curve_every: int = 10, done=(), save=lambda runs
                     }
                 )
                 print(f"{problem_name:11s} {name:20s} lr={lr:<8.3g} steps={reached} final={final:.4g}", flush=True)
-        save(runs)
+            save(runs)
     return runs
 
 
@@ -201,6 +274,7 @@ def tuned(runs: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def render_table(result: dict) -> str:
+    entries = set_of(result).entries
     best = tuned(result["runs"])
     problems = [p for p in BUDGETS if any(k[1] == p for k in best)]
     names = list(dict.fromkeys(r["optimizer"] for r in result["runs"]))
@@ -214,7 +288,7 @@ def render_table(result: dict) -> str:
                 cells.append("")
                 continue
             steps = "-" if run["steps_to_target"] is None else str(run["steps_to_target"])
-            tried = grid(OPTIMIZERS[name], p) if name in OPTIMIZERS else ()
+            tried = grid(entries[name], p) if name in entries else ()
             edge = "*" if run["learning_rate"] in (min(tried, default=None), max(tried, default=None)) else ""
             cells.append(f"{run['learning_rate']:.2g}{edge}, {steps}")
         if "tiny_lm" in problems:
@@ -232,15 +306,23 @@ def render_table(result: dict) -> str:
     )
 
 
+def generated_sources(text: str) -> list[str]:
+    """The JSON files the generated blocks of a page were made from, in page order."""
+    pattern = re.escape(BEGIN).replace(re.escape("{source}"), r"(\S+)")
+    return re.findall("^" + pattern + "$", text, re.MULTILINE)
+
+
 def render_docs(result: dict, source: str, page: str) -> None:
+    """Replaces the page's generated block made from ``source`` (a page may hold one per JSON)."""
     with open(page, encoding="utf-8") as f:
         text = f.read()
     begin = BEGIN.format(source=source)
-    head, rest = text.split("% generated from", 1)
-    _, tail = rest.split(END, 1)
+    pattern = re.compile("^" + re.escape(begin) + "$.*?^" + re.escape(END) + "$", re.DOTALL | re.MULTILINE)
+    if not pattern.search(text):
+        raise SystemExit(f"{page} has no generated block for {source} (a '{begin}' ... '{END}' block)")
     body = f"{begin}\n\n{describe(result)}\n\n{render_table(result)}\n\n{END}"
     with open(page, "w", encoding="utf-8") as f:
-        f.write(head + body + tail)
+        f.write(pattern.sub(lambda _: body, text, count=1))
 
 
 def describe(result: dict) -> str:
@@ -256,7 +338,7 @@ def plot(result: dict, path: str) -> None:
     best = tuned(result["runs"])
     every = result["curve_every"]
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in PLOTTED:
+    for name in set_of(result).plotted:
         run = best.get((name, "tiny_lm"))
         if run is None:
             continue
@@ -273,7 +355,10 @@ def plot(result: dict, path: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+    parser.add_argument(
+        "--set", default="research", choices=sorted(SETS), help="the optimizers swept (default research)"
+    )
+    parser.add_argument("--optimizers", default=None, help="a comma-separated subset of the set's (default all)")
     parser.add_argument("--problems", default=",".join(BUDGETS))
     parser.add_argument("--out", default=None)
     parser.add_argument("--render", default=None, help="a JSON to render instead of running")
@@ -286,19 +371,20 @@ def main(argv: list[str] | None = None) -> dict:
             result = json.load(f)
         source = os.path.relpath(args.render, ROOT)
     else:
-        names = [n for n in args.optimizers.split(",") if n]
-        unknown = sorted(set(names) - set(OPTIMIZERS)) + sorted(set(args.problems.split(",")) - set(BUDGETS))
+        entries = SETS[args.set].entries
+        names = [n for n in (args.optimizers or ",".join(entries)).split(",") if n]
+        unknown = sorted(set(names) - set(entries)) + sorted(set(args.problems.split(",")) - set(BUDGETS))
         if unknown:
             parser.error(f"unknown optimizers or problems: {unknown}")
         machine = platform.processor() or platform.machine()
-        out = args.out or os.path.join(ROOT, "benchmarks", "results", "convergence.json")
+        out = args.out or os.path.join(ROOT, "benchmarks", "results", SETS[args.set].out)
         done = []
         if args.resume and os.path.exists(out):
             with open(out, encoding="utf-8") as f:
                 done = [
                     r
                     for r in json.load(f)["runs"]
-                    if r["optimizer"] in names and r["learning_rate"] in grid(OPTIMIZERS[r["optimizer"]], r["problem"])
+                    if r["optimizer"] in names and r["learning_rate"] in grid(entries[r["optimizer"]], r["problem"])
                 ]
         given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume"]
         result = {
@@ -309,18 +395,20 @@ def main(argv: list[str] | None = None) -> dict:
             "curve_every": 10,
             "runs": [],
         }
+        if args.set != "research":  # the first sweep's JSON names no set
+            result["set"] = args.set
 
         def save(runs):
             with open(out, "w", encoding="utf-8") as f:
                 json.dump({**result, "runs": runs}, f, indent=1)
 
-        result["runs"] = sweep(names, args.problems.split(","), done=done, save=save)
+        result["runs"] = sweep(names, args.problems.split(","), done=done, save=save, entries=entries)
         source = os.path.relpath(out, ROOT)
     print(render_table(result))
     if args.docs:
         render_docs(result, source, args.docs)
     if args.plots:
-        plot(result, os.path.join(args.plots, "research_optimizers_lm.png"))
+        plot(result, os.path.join(args.plots, set_of(result).figure))
     return result
 
 

@@ -90,3 +90,98 @@ def test_the_page_shows_what_the_json_holds():
     names = {r["optimizer"] for r in result["runs"]}
     assert names == set(convergence.OPTIMIZERS), "the JSON is from a sweep of other optimizers: run it again"
     assert os.path.exists(os.path.join(ROOT, "docs", "_static", "research_optimizers_lm.png"))
+
+
+# ----------------------------------------------------------------------------- the second set
+
+SECTION = "## Matrix-preconditioned and newest optimizers"
+
+
+def test_the_preconditioned_set_has_the_baselines_of_the_first():
+    entries = convergence.PRECONDITIONED
+    # the same AdamW and Muon, run in the same sweep: the comparison is within one JSON
+    assert entries["adamw"] is convergence.OPTIMIZERS["adamw"] and entries["muon"] is convergence.OPTIMIZERS["muon"]
+    assert set(convergence.PRECONDITIONED_PLOTTED) <= set(entries)
+    assert {"adamw", "muon", "shampoo", "soap", "normuon", "mars"} <= set(convergence.PRECONDITIONED_PLOTTED)
+    outs = [s.out for s in convergence.SETS.values()]
+    figures = [s.figure for s in convergence.SETS.values()]
+    assert len(set(outs)) == len(outs) and len(set(figures)) == len(figures)
+    assert convergence.SETS["research"].out == "convergence.json"  # the first sweep's commands are unchanged
+    assert convergence.set_of({"runs": []}) is convergence.SETS["research"]
+    assert convergence.set_of({"set": "preconditioned", "runs": []}) is convergence.SETS["preconditioned"]
+
+
+def test_every_optimizer_of_the_preconditioned_sweep_runs_and_decreases_the_quadratic():
+    problem = problems.quadratic()
+    initial = float(problem.eval_loss(problem.init()))
+    for name, entry in convergence.PRECONDITIONED.items():
+        if name in convergence.OPTIMIZERS:  # the baselines: tested above
+            continue
+        lr = entry.grid[len(entry.grid) // 2]
+        losses, held_out = convergence.train(entry.make(lr), problem, 30, entry.eval_params)
+        assert losses.shape == (30,) and losses[0] == pytest.approx(initial), name
+        assert np.isfinite(held_out) and held_out < initial, f"{name} at lr {lr}: {initial} -> {held_out}"
+
+
+def _fake_result(set_name, optimizer, steps):
+    curve = [3.0, 1.0, 0.5, 0.4]
+    run = {
+        "optimizer": optimizer,
+        "problem": "tiny_lm",
+        "learning_rate": 0.001,
+        "steps_to_target": steps,
+        "final_loss": 0.4,
+        "held_out_loss": 0.41,
+        "curve": curve,
+        "seconds": 1.0,
+    }
+    result = {"machine": "m", "jax": "0", "command": f"c {set_name}", "date": "d", "curve_every": 10, "runs": [run]}
+    return result if set_name == "research" else {**result, "set": set_name}
+
+
+def test_the_render_replaces_only_the_block_of_its_json(tmp_path):
+    sources = {"research": tmp_path / "first.json", "preconditioned": tmp_path / "second.json"}
+    results = {
+        "research": _fake_result("research", "adamw", 11),
+        "preconditioned": _fake_result("preconditioned", "soap", 22),
+    }
+    blocks = {}
+    for name, path in sources.items():
+        path.write_text(json.dumps(results[name]), encoding="utf-8")
+        begin = convergence.BEGIN.format(source=os.path.relpath(path, convergence.ROOT))
+        blocks[name] = f"{begin}\n\nold {name}\n\n{convergence.END}"
+    page = tmp_path / "page.md"
+    original = f"# page\n\n{blocks['research']}\n\nbetween\n\n{SECTION}\n\n{blocks['preconditioned']}\n\nafter\n"
+    page.write_text(original, encoding="utf-8")
+    convergence.main(["--render", str(sources["preconditioned"]), "--docs", str(page), "--plots", str(tmp_path)])
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(f"# page\n\n{blocks['research']}\n\nbetween\n\n{SECTION}\n\n"), "the other block changed"
+    assert text.endswith(f"{convergence.END}\n\nafter\n") and "old preconditioned" not in text
+    assert convergence.render_table(results["preconditioned"]) in text and "soap" in text
+    # the figure of the set the JSON names, not the first set's
+    assert (tmp_path / "preconditioned_optimizers_lm.png").exists()
+    assert not (tmp_path / "research_optimizers_lm.png").exists()
+    assert convergence.generated_sources(text) == [os.path.relpath(p, convergence.ROOT) for p in sources.values()]
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps(results["research"]), encoding="utf-8")
+    with pytest.raises(SystemExit, match="no generated block for"):
+        convergence.main(["--render", str(missing), "--docs", str(page)])
+    assert page.read_text(encoding="utf-8") == text
+
+
+def test_the_page_shows_each_sweep_what_its_json_holds():
+    with open(PAGE, encoding="utf-8") as f:
+        page = f.read()
+    sources = convergence.generated_sources(page)
+    assert sources == ["benchmarks/results/convergence.json", "benchmarks/results/convergence-preconditioned.json"]
+    assert page.index(SECTION) < page.index(convergence.BEGIN.format(source=sources[1]))
+    for source in sources:
+        with open(os.path.join(ROOT, source), encoding="utf-8") as f:
+            result = json.load(f)
+        chosen = convergence.set_of(result)
+        assert convergence.render_table(result) in page, source
+        assert convergence.describe(result) in page, source
+        names = {r["optimizer"] for r in result["runs"]}
+        assert names == set(chosen.entries), f"{source} is from a sweep of other optimizers: run it again"
+        assert f"](_static/{chosen.figure})" in page
+        assert os.path.exists(os.path.join(ROOT, "docs", "_static", chosen.figure))
