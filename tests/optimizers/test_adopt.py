@@ -135,15 +135,7 @@ def test_update_time_errors_and_extra_arguments():
 def test_jit_equals_eager(kwargs):
     tx = adopt(0.05, **kwargs)
     params = jax.tree.map(jnp.asarray, R.param_tree(np.float32))
-    s_eager = s_jit = tx.init(params)
-    update = jax.jit(tx.update)
-    for g in R.grad_trees(np.float32, 6):
-        g = jax.tree.map(jnp.asarray, g)
-        u_eager, s_eager = tx.update(g, s_eager, params)
-        u_jit, s_jit = update(g, s_jit, params)
-        for a, b in zip(jax.tree.leaves((u_eager, s_eager)), jax.tree.leaves((u_jit, s_jit))):
-            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)  # equal up to XLA's fusions
-            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6 * np.max(np.abs(a), initial=0.0))
+    R.check_jit_equals_eager(tx, params, R.jnp_trees(R.grad_trees(np.float32, 6)))
 
 
 def test_bfloat16_empty_tree_and_mu_dtype():

@@ -249,6 +249,24 @@ def run_against_reference(
     return ref
 
 
+def check_jit_equals_eager(tx, params, grads, rtol=1e-6):
+    """``tx.update`` jitted and eager, step by step from the same state, give the same updates and
+    states, up to XLA's fusions (``rtol`` of each leaf, relative to its largest entry too)."""
+    s_eager = s_jit = tx.init(params)
+    update = jax.jit(tx.update)
+    for g in grads:
+        u_eager, s_eager = tx.update(g, s_eager, params)
+        u_jit, s_jit = update(g, s_jit, params)
+        for a, b in zip(jax.tree.leaves((u_eager, s_eager)), jax.tree.leaves((u_jit, s_jit))):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=rtol * np.max(np.abs(a), initial=0.0))
+
+
+def jnp_trees(trees):
+    """A list of NumPy trees as trees of JAX arrays."""
+    return [jax.tree.map(jnp.asarray, t) for t in trees]
+
+
 def check_bfloat16(tx, mode, steps=3, finite=True):
     """bfloat16 params and grads: params stay bfloat16, state keeps its signature
     (and, with ``finite``, the params stay finite)."""
