@@ -542,6 +542,24 @@ def with_adam_for_the_rest(
     ``adam_eps_root`` and ``adam_weight_decay`` (and ``adam_learning_rate`` when given; otherwise
     both parts take ``learning_rate``). ``weight_decay_mask`` narrows the matrix leaves' decay.
 
+    Args:
+        name: the label of the leaves ``part`` updates.
+        part: the matrix method's direction (e.g. ``scale_by_muon``), for the leaves labelled ``name``.
+        labels: a function of the parameters returning a tree of labels, ``name`` or ``"adam"``.
+        learning_rate: the step size of both parts (of the matrix part alone when
+            ``adam_learning_rate`` is given): a number, 0-d array or schedule, >= 0.
+        weight_decay: the decoupled decay of the matrix leaves, >= 0.
+        weight_decay_mask: which matrix leaves to decay (a tree of booleans or a function of the
+            parameters); ``None`` decays them all.
+        adam_b1: Adam's :math:`\beta_1`, in [0, 1).
+        adam_b2: Adam's :math:`\beta_2`, in [0, 1).
+        adam_eps: Adam's :math:`\epsilon`, >= 0.
+        adam_eps_root: Adam's :math:`\epsilon_{root}`, >= 0.
+        mu_dtype: the dtype of Adam's first moment; ``None`` keeps each parameter's.
+        nesterov: Adam with NAdam's look-ahead.
+        adam_learning_rate: Adam's own step size, or ``None`` for ``learning_rate``.
+        adam_weight_decay: the decoupled decay of Adam's leaves, >= 0.
+
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
         >>> from gradtx.optimizers.adam import with_adam_for_the_rest

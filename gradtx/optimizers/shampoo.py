@@ -286,10 +286,12 @@ def scale_by_shampoo(
     Example:
         >>> import jax.numpy as jnp
         >>> from gradtx.optimizers.shampoo import scale_by_shampoo
-        >>> tx = scale_by_shampoo(beta1=0.0, start_preconditioning_step=0, matrix_epsilon=0.0)
+        >>> tx = scale_by_shampoo(
+        ...     beta1=0.0, start_preconditioning_step=0, matrix_epsilon=0.0, best_effort_shape_interpretation=False
+        ... )  # without the merge, which would make the (2, 2) leaf one vector of 4
         >>> g = jnp.array([[3.0, 0.0], [0.0, 1.0]])
         >>> u, state = tx.update(g, tx.init(jnp.zeros((2, 2))))
-        >>> [jnp.round(jnp.diag(s), 6).tolist() for s in state.statistics]  # (1 - beta2) G G^T, G^T G
+        >>> [[round(x, 6) for x in jnp.diag(s).tolist()] for s in state.statistics]  # (1 - beta2) G G^T, G^T G
         [[0.009, 0.001], [0.009, 0.001]]
         >>> [round(x, 4) for x in u.ravel().tolist()]  # L^(-1/4) G R^(-1/4), grafted to |G|
         [2.2361, 0.0, 0.0, 2.2361]

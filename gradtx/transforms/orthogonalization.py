@@ -217,7 +217,10 @@ def apply_newton_schulz_grouped(
 
     Args:
         stacks: arrays of shape ``(batch, m, n)``.
-        coeffs, ns_steps, eps, preconditioning: as for :func:`apply_newton_schulz`.
+        coeffs: shape ``(3,)`` or ``(steps, 3)``, as for :func:`apply_newton_schulz`.
+        ns_steps: the number of iterations of a single triple, an integer >= 0.
+        eps: :math:`\epsilon \ge 0`, a number or 0-d array.
+        preconditioning: one of :data:`PRECONDITIONINGS`.
 
     Example:
         >>> import jax.numpy as jnp
