@@ -48,6 +48,10 @@ LOOSER = {
     # on some coordinates (down to 4e-4 on the MLP): their rounding, which differs with the order of the
     # reductions, is magnified as much (a permuted batch on one device moves it 2e-4; with eps = 1: 1e-6)
     "adahessian": 1e-3,
+    # SOAP's bases differ between layouts by up to 1e-2 (LOOSE_LEAVES below), and the next steps rotate
+    # by them: in the all-optimizer run its parameters differ by 1.9e-5 of the leaf's scale on the 2-d
+    # Auto layout after three steps (1.3e-6 when run alone)
+    "soap": 1e-4,
     # Shampoo's roots (L + 1e-6 lambda_max I)^(-1/p) of statistics built from a few rank-one updates
     # magnify the null-space directions, where the reductions' rounding lives, by up to 1e6^(1/p), and
     # the float32 Newton iteration stops at a step the rounding decides: on one device a 1e-7 relative
