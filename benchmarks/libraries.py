@@ -22,7 +22,19 @@ import numpy as np
 
 from benchmarks import timing
 
-OPTIMIZERS = ("adam", "chain", "sgd", "lion", "adafactor", "muon", "schedule_free_adamw", "prodigy", "ademamix")
+OPTIMIZERS = (
+    "adam",
+    "chain",
+    "sgd",
+    "lion",
+    "adafactor",
+    "muon",
+    "schedule_free_adamw",
+    "prodigy",
+    "ademamix",
+    "adamw",
+    *(f"{name}{kind}" for name in ("shampoo", "soap", "kron") for kind in ("", "_refresh")),
+)
 LIBRARIES = ("gradtx", "optax", "torch-foreach", "torch-fused")
 
 # The configurations: expressions evaluated with gradtx's names or with Optax's (the same names and
@@ -45,6 +57,17 @@ CONFIGURATIONS: dict[str, str | dict[str, str]] = {
         "optax": "contrib.prodigy(1.0)",
     },
     "ademamix": "contrib.ademamix(1e-3)",
+    "adamw": "adamw(1e-3, weight_decay=1e-4)",  # the baseline of the matrix-preconditioned rows
+    # Matrix-preconditioned optimizers (gradtx only: neither Optax nor torch.optim has them). Each comes
+    # twice: plain, whose timed steps never refresh the preconditioner (its interval longer than the run),
+    # and "_refresh", which refreshes it at every step; a step at the method's own interval T costs
+    # plain + (refresh - plain) / T on average (docs/benchmarks.md).
+    "shampoo": {"gradtx": "shampoo(1e-3, start_preconditioning_step=0, preconditioning_compute_steps=10**6)"},
+    "shampoo_refresh": {"gradtx": "shampoo(1e-3, start_preconditioning_step=0, preconditioning_compute_steps=1)"},
+    "soap": {"gradtx": "soap(3e-3, precondition_frequency=10**6)"},
+    "soap_refresh": {"gradtx": "soap(3e-3, precondition_frequency=1)"},
+    "kron": {"gradtx": "kron(1e-3, preconditioner_update_probability=0.0)"},
+    "kron_refresh": {"gradtx": "kron(1e-3, preconditioner_update_probability=1.0)"},
 }
 # torch.optim.Adafactor's lr caps the paper's relative step, min(lr, 1/sqrt(t)): it is lr until t = 1e6;
 # its parameter scaling and update clipping (d=1.0) are gradtx's and Optax's defaults, but it factors
@@ -57,6 +80,7 @@ TORCH = {
     # Muon takes only matrices: the other leaves get Adam, as in gradtx and Optax; torch's Muon has no
     # foreach or fused kernel, so only the Adam part of it is foreach or fused. Optax's weight decay (0).
     "muon": ("Muon", {"weight_decay": 0.0}),
+    "adamw": ("AdamW", {"weight_decay": 1e-4}),
 }
 
 
@@ -88,6 +112,8 @@ def jax_optimizer(lib, name: str):
     """The named configuration built with ``lib``'s names (the gradtx or the optax module)."""
     expression = CONFIGURATIONS[name]
     if isinstance(expression, dict):
+        if lib.__name__ not in expression:
+            raise Unsupported("n/a", f"{lib.__name__} has no {name.removesuffix('_refresh')}")
         expression = expression[lib.__name__]
     return eval(expression, {"__builtins__": {}}, vars(lib))
 
@@ -125,7 +151,7 @@ class TorchStep:
         torch = importlib.import_module("torch")
         implementation = library.split("-")[1]  # "foreach" or "fused"
         if optimizer not in TORCH:
-            raise Unsupported("n/a", f"torch.optim has no {optimizer.capitalize()}")
+            raise Unsupported("n/a", f"torch.optim has no {optimizer.removesuffix('_refresh').capitalize()}")
         name, kwargs = TORCH[optimizer]
         optimizer_class = getattr(torch.optim, name, None)
         # Muon's Adam part is the one with a foreach or fused kernel
@@ -177,7 +203,9 @@ def make(library: str, optimizer: str, params, grads):
     """The step object of ``library`` (or "floor") for the named optimizer; raises :class:`Unsupported`."""
     if library == "floor":
         if optimizer not in timing.FLOORS:
-            raise Unsupported("n/a", f"no flat-array floor: {optimizer} works on whole matrices")
+            raise Unsupported(
+                "n/a", f"no flat-array floor: {optimizer.removesuffix('_refresh')} works on whole matrices"
+            )
         return timing.floor_step(optimizer, params, grads)
     if library in ("gradtx", "optax"):
         return jax_step(library, optimizer, params, grads)

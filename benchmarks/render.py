@@ -111,6 +111,51 @@ def summary_table(result: dict) -> str:
     return table(header, lines)
 
 
+# Each matrix-preconditioned method's own refresh interval: Shampoo's preconditioning_compute_steps (1),
+# SOAP's precondition_frequency (10), and for Kron the reciprocal of the probability its default schedule
+# anneals to (0.03: once in about 33 steps).
+REFRESH_INTERVALS = {"shampoo": 1, "soap": 10, "kron": 1 / 0.03}
+
+
+def preconditioned_table(result: dict) -> str | None:
+    """The matrix-preconditioned rows: a plain step, a refreshing step, and their average at the method's
+    own interval, against gradtx's AdamW on the same tree; None when the run has no such rows."""
+    ours = {(r["tree"], r["optimizer"]): r for r in result["rows"] if r["library"] == "gradtx" and r["status"] == "ok"}
+    header = [
+        "tree",
+        "optimizer",
+        "plain step ms",
+        "refresh step ms",
+        "refresh every",
+        "average ms",
+        "x AdamW",
+        "compile s (plain / refresh)",
+        "state B/param",
+    ]
+    lines = []
+    for (tree, name), plain in ours.items():
+        refresh = ours.get((tree, f"{name}_refresh"))
+        if refresh is None:
+            continue
+        interval = REFRESH_INTERVALS[name]
+        average = plain["step_ms"] + (refresh["step_ms"] - plain["step_ms"]) / interval
+        adamw = ours.get((tree, "adamw"))
+        lines.append(
+            [
+                tree,
+                name,
+                ms(plain["step_ms"]),
+                ms(refresh["step_ms"]),
+                f"{interval:.0f}",
+                ms(average),
+                ratio(average / adamw["step_ms"]) if adamw else "",
+                f"{plain['compile_s']:.1f} / {refresh['compile_s']:.1f}",
+                f"{plain['state_bytes_per_param']:.1f}",
+            ]
+        )
+    return table(header, lines) if lines else None
+
+
 def machine_text(result: dict) -> str:
     m = result["machine"]
     versions = ", ".join(f"{name} {m[name]}" for name in ("jax", "jaxlib", "optax", "torch", "numpy") if m.get(name))
@@ -141,11 +186,24 @@ def docs_section(result: dict, source: str) -> str:
             "### Step time\n\nMilliseconds per step; gradtx's time over the floor's, Optax's and fused torch's; and the "
             "bytes per parameter that XLA's cost model counts in the floor's, gradtx's and Optax's compiled steps.",
             summary_table(result),
+            *preconditioned_section(result),
             "### All figures",
             full_table(result),
             END,
         ]
     )
+
+
+def preconditioned_section(result: dict) -> list[str]:
+    text = preconditioned_table(result)
+    if text is None:
+        return []
+    return [
+        "### Matrix-preconditioned steps\n\nA plain step (the preconditioner kept) and a refreshing one "
+        "(Shampoo's inverse roots, SOAP's eigenbases, Kron's factors recomputed), timed apart; their average "
+        "at the method's own interval, and that average over gradtx's AdamW step on the same tree.",
+        text,
+    ]
 
 
 def generated_sources(text: str) -> list[str]:

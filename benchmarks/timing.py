@@ -60,6 +60,10 @@ def chain(p, state, g):
     return adam(p, state, g, lr=lr, weight_decay=1e-2)
 
 
+def adamw(p, state, g):
+    return adam(p, state, g, weight_decay=1e-4)
+
+
 def sgd(p, state, g, lr=1e-3, momentum=0.9):
     (b,) = state
     b = momentum * b + g
@@ -156,6 +160,7 @@ class Floor(NamedTuple):
 FLOORS = {
     "adam": Floor(adam, ("t", "m", "v"), ("p", "g", "m", "v"), ("p", "m", "v")),
     "chain": Floor(chain, ("t", "m", "v"), ("p", "g", "g", "m", "v"), ("p", "m", "v")),
+    "adamw": Floor(adamw, ("t", "m", "v"), ("p", "g", "m", "v"), ("p", "m", "v")),
     "sgd": Floor(sgd, ("b",), ("p", "g", "b"), ("p", "b")),
     "lion": Floor(lion, ("m",), ("p", "g", "m"), ("p", "m")),
     "adafactor": Floor(adafactor, ("t", "s"), ("g", "g", "p", "p", "g"), ("p",)),

@@ -34,7 +34,7 @@ def assert_same_steps(start, actual, expected, rtol=1e-4, **kwargs):
 # tree, where d grows 1,000-fold in three steps, that moves the steps by about 6e-4 of their size.
 SAME_STEPS_RTOL = {"prodigy": 2e-3}
 # torch.optim.Muon normalises by |X|_F + 1e-7 before Newton-Schulz (gradtx and Optax: + 1e-8)
-TORCH_TOO = ("adam", "chain", "sgd", "muon")
+TORCH_TOO = ("adam", "adamw", "chain", "sgd", "muon")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,7 @@ def test_state_bytes_per_parameter(result):
 def test_floor_bytes_match_the_definitions():
     expected = {
         "adam": 28,
+        "adamw": 28,
         "chain": 32,
         "sgd": 20,
         "lion": 20,
@@ -99,7 +100,9 @@ def test_floor_bytes_match_the_definitions():
         assert timing.floor_step(name, params, grads).state_bytes() == 4 * 1072 * len(arrays), name
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "chain", "sgd", "lion", "schedule_free_adamw", "prodigy", "ademamix"])
+@pytest.mark.parametrize(
+    "optimizer", ["adam", "adamw", "chain", "sgd", "lion", "schedule_free_adamw", "prodigy", "ademamix"]
+)
 def test_floor_is_the_optimizer_on_one_flat_array(optimizer):
     """The floor computes the same update as gradtx (Adafactor's floor has flat, not factored, statistics)."""
     params, grads = trees.build("tiny")
@@ -132,7 +135,26 @@ def test_harness_times_the_update_of_a_plain_loop():
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(before)))
 
 
-@pytest.mark.parametrize("optimizer", libraries.OPTIMIZERS)
+GRADTX_ONLY = [
+    name
+    for name, configuration in libraries.CONFIGURATIONS.items()
+    if isinstance(configuration, dict) and "optax" not in configuration
+]
+
+
+def test_configurations_only_gradtx_has_are_not_run_for_the_others():
+    assert GRADTX_ONLY == [f"{n}{k}" for n in ("shampoo", "soap", "kron") for k in ("", "_refresh")]
+    params, grads = trees.build("tiny")
+    for name in GRADTX_ONLY:
+        base = name.removesuffix("_refresh")
+        for library, note in [("optax", f"optax has no {base}"), ("floor", f"no flat-array floor: {base} works")]:
+            with pytest.raises(libraries.Unsupported, match=note) as error:
+                libraries.make(library, name, params, grads)
+            assert error.value.status == "n/a"
+        assert libraries.torch_configuration(name) == "n/a"
+
+
+@pytest.mark.parametrize("optimizer", [name for name in libraries.OPTIMIZERS if name not in GRADTX_ONLY])
 def test_libraries_run_the_same_configuration(optimizer):
     pytest.importorskip("optax")
     params, grads = trees.build("tiny")
@@ -185,3 +207,21 @@ def test_docs_tables_are_rendered_from_their_json():
         assert render.docs_section(data, source) in page, (
             f"rerun: python3 benchmarks/render.py {source} --docs docs/benchmarks.md"
         )
+
+
+def test_preconditioned_table_averages_plain_and_refreshing_steps_at_each_interval():
+    def row(optimizer, step_ms, library="gradtx"):
+        fields = {"compile_s": 1.0, "state_bytes_per_param": 12.0}
+        return {"tree": "mlp", "optimizer": optimizer, "library": library, "status": "ok", "step_ms": step_ms} | fields
+
+    rows = [row("adamw", 10.0), row("soap", 20.0), row("soap_refresh", 120.0), row("kron", 30.0)]
+    rows += [row("kron_refresh", 63.0), row("shampoo", 40.0), row("shampoo_refresh", 90.0), row("adamw", 1.0, "optax")]
+    lines = render.preconditioned_table({"rows": rows}).splitlines()[2:]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    # soap: 20 + 100 / 10 = 30 ms, 3x AdamW; kron: 30 + 33 * 0.03 = 30.99; shampoo refreshes every step: 90
+    assert [(c[1], c[4], c[5], c[6]) for c in cells] == [
+        ("soap", "10", "30", "3"),
+        ("kron", "33", "31", "3.1"),
+        ("shampoo", "1", "90", "9"),
+    ]
+    assert render.preconditioned_table({"rows": rows[:1]}) is None
