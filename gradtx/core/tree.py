@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradtx.core import control
 from gradtx.core.aliases import PyTree
 from gradtx.core.numerics import (
     norm_dtype,
@@ -214,7 +215,12 @@ def _extreme(who: str, tree: PyTree, reduce: Any, pick: Any, empty: float) -> ja
     for path, x in leaves_with_path(tree):
         if jnp.iscomplexobj(x):
             raise TypeError(f"{who}: '{path_str(path)}' is {jnp.result_type(x)}, and complex numbers have no order")
-    parts = [reduce(x) for x in map(jnp.asarray, jax.tree.leaves(tree)) if x.size]
+    # XLA:CPU's vectorised max and min drop a NaN from 4,096 or more elements (jax 0.10.2)
+    parts = [
+        jnp.where(jnp.any(jnp.isnan(x)), jnp.nan, reduce(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else reduce(x)
+        for x in map(jnp.asarray, jax.tree.leaves(tree))
+        if x.size
+    ]
     return functools.reduce(pick, parts) if parts else jnp.asarray(empty, jnp.result_type(float))
 
 
@@ -363,7 +369,9 @@ def norm(tree: PyTree, ord: Any = None, squared: bool = False, *, axis_name: Any
         return jnp.abs(x).astype(dtype)
 
     def largest(x):
-        return jnp.max(x, initial=0)
+        # XLA:CPU's vectorised max drops a NaN from 4,096 or more elements (jax 0.10.2); the sum of
+        # the magnitudes is NaN exactly when one of them is, and rides in the same pass
+        return jnp.where(jnp.isnan(jnp.sum(x)), jnp.nan, jnp.max(x, initial=0))
 
     if ord in (1, "inf", float("inf")):
         out = total(magnitude, jnp.sum, jax.lax.psum) if ord == 1 else total(magnitude, largest, jax.lax.pmax)
@@ -377,7 +385,7 @@ def norm(tree: PyTree, ord: Any = None, squared: bool = False, *, axis_name: Any
         unit = jnp.where((top > 0) & jnp.isfinite(top), top, 1)
         return unit * jnp.sqrt(total(lambda x: jnp.square(magnitude(x) / unit), jnp.sum, jax.lax.psum))
 
-    return jax.lax.cond(_out_of_range(squares), rescaled, lambda _: jnp.sqrt(squares), None)
+    return control.cond(_out_of_range(squares), rescaled, lambda _: jnp.sqrt(squares), None)
 
 
 def _out_of_range(squares: jax.Array) -> jax.Array:

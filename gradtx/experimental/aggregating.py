@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import OptState, Params, PyTree, Updates
 from gradtx.core.base import EmptyState, GradientTransformation, InitFn, identity
+from gradtx.core.control import cond
 from gradtx.core.kit import check_updates, moments_like, unzip, update_moment
 from gradtx.core.numerics import abs_sq, bias_correction, compute_dtype, magnitude_dtype, safe_increment, zero_count
 from gradtx.core.paths import get_all_with_path, leaves_with_path, path_str
@@ -477,7 +478,7 @@ def process(
             return jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(post, s)[0]), s
 
         if flags:
-            out, post_state = jax.lax.cond(jnp.asarray(flags[0][1], bool), post, skip, post_state)
+            out, post_state = cond(jnp.asarray(flags[0][1], bool), post, skip, post_state)
         else:
             out, post_state = post(post_state)
         return out, (pre_state, agg_state, post_state)

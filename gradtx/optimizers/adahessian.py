@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, needs_params, update_moment
 from gradtx.core.numerics import bias_correction, compute_dtype, safe_increment, zero_count
@@ -168,7 +169,7 @@ def scale_by_adahessian(
         phase = state.count % h["update_interval"].astype(state.count.dtype)  # 0: t mod K = 1
         known = concrete_value(phase)  # eagerly, a Python branch: no cond compiled at every call
         if known is None:
-            d, fn_state = jax.lax.cond(phase == 0, refresh, keep, state.D, state.hessian_fn_state)
+            d, fn_state = cond(phase == 0, refresh, keep, state.D, state.hessian_fn_state)
         else:
             d, fn_state = (refresh if known == 0 else keep)(state.D, state.hessian_fn_state)
         m = jax.tree.map(lambda g, m: update_moment(g, m, h["b1"], 1), updates, state.m)

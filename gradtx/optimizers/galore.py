@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -27,6 +27,7 @@ import numpy as np
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import Mask, ScalarOrSchedule
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, whole
 from gradtx.core.numerics import compute_dtype, safe_increment, zero_count
@@ -140,14 +141,6 @@ def _projector(g: jax.Array, plan: _Plan) -> jax.Array:
     pivot = jnp.take_along_axis(p, jnp.argmax(jnp.abs(p), axis=0)[None], axis=0)
     magnitude = jnp.abs(pivot)
     return p * jnp.where(magnitude > 0, jnp.conj(pivot) / jnp.where(magnitude > 0, magnitude, 1), 1)
-
-
-def _when(renew: jax.Array, fresh: Callable[[], jax.Array], kept: Callable[[], jax.Array]) -> jax.Array:
-    """``fresh()`` if ``renew`` else ``kept()``: a ``lax.cond`` under tracing (the SVD runs only
-    on the steps that need it), a Python choice when ``renew`` is known (eager steps)."""
-    if isinstance(renew, jax.core.Tracer):
-        return jax.lax.cond(renew, fresh, kept)
-    return fresh() if bool(renew) else kept()
 
 
 def _project(g: jax.Array, p: jax.Array, plan: _Plan) -> jax.Array:
@@ -273,7 +266,7 @@ def scale_by_galore(
             if plan is None:
                 return p
             fresh = functools.partial(_projector, _to_matrix(g.astype(compute_dtype(g, p)), plan), plan)
-            return _when(renew, fresh, lambda: p.astype(compute_dtype(g, p))).astype(p.dtype)
+            return cond(renew, fresh, lambda: p.astype(compute_dtype(g, p))).astype(p.dtype)
 
         def down(x, p, plan):  # R_t = P_t^T G_t (or G_t Q_t), in x's dtype
             if plan is None:

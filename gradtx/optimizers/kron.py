@@ -23,6 +23,7 @@ import numpy as np
 
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, moments_like, update_moment, whole
 from gradtx.core.numerics import compute_dtype, safe_increment, stable_rms, zero_count
@@ -334,7 +335,7 @@ def scale_by_kron(
         balance_now = jax.random.uniform(k_balance, dtype=jnp.float32) < BALANCE_PROBABILITY
 
         def fit(qs):
-            qs = jax.lax.cond(balance_now, lambda qs: [_balance(q) for q in qs], lambda qs: qs, qs)
+            qs = cond(balance_now, lambda qs: [_balance(q) for q in qs], lambda qs: qs, qs)
             out = []
             for i, (q, g, d) in enumerate(zip(qs, fit_to, dtypes)):
                 if g.size == 0:
@@ -347,7 +348,7 @@ def scale_by_kron(
                 out.append([n.reshape(f.shape).astype(f.dtype) for n, f in zip(new, q)])
             return out
 
-        qs = jax.lax.cond(fit_now, fit, lambda qs: qs, qs)
+        qs = cond(fit_now, fit, lambda qs: qs, qs)
 
         def direction(g, m, q, dtype):
             if g.size == 0:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import Updates
 from gradtx.core.base import GradientTransformation, apply_updates
+from gradtx.core.control import cond
 from gradtx.core.kit import copied, needs_params
 
 # ---------------------------------------------------------------------- normalize
@@ -167,7 +168,7 @@ def sam(
 
         if sync_period == 1:
             return outer(state)
-        return jax.lax.cond(state.steps_since_sync >= sync_period - 1, outer, adversarial, state)
+        return cond(state.steps_since_sync >= sync_period - 1, outer, adversarial, state)
 
     def opaque_update(updates, state, params, grad_fn=None, **extra_args):
         if grad_fn is None:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, whole
 from gradtx.core.linear_algebra import HIGHEST, matrix_inverse_pth_root
@@ -148,7 +149,7 @@ def _refresh(do, statistics, previous, exponents, eps, threshold, method):
     """:func:`_refreshed` when ``do``, else ``previous``: jitted once per layout, so that an
     eager update does not trace and compile the root iterations again at every step."""
     compute = lambda: _refreshed(statistics, previous, exponents, eps, threshold, method)
-    return jax.lax.cond(do, compute, lambda: list(previous))
+    return cond(do, compute, lambda: list(previous))
 
 
 def _refreshed(statistics, previous, exponents, eps, threshold, method):

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, whole
 from gradtx.core.numerics import abs_sq, compute_dtype, real_dtype, safe_increment, zero_count
@@ -164,7 +164,7 @@ def _signed(q: jax.Array) -> jax.Array:
 def _canonical(q: jax.Array, null: jax.Array) -> jax.Array:
     """:func:`_fill_null_space` where some column is ``null``; ``q`` itself (the cost of nothing
     more) when none is."""
-    return _when(jnp.any(null), lambda: _fill_null_space(q, null), lambda: q)
+    return cond(jnp.any(null), lambda: _fill_null_space(q, null), lambda: q)
 
 
 def _eigenbasis(gg: jax.Array) -> jax.Array:
@@ -184,14 +184,6 @@ def _power_step(gg: jax.Array, q: jax.Array, v: jax.Array, k: int) -> tuple[jax.
     order = jnp.argsort(-estimate, stable=True)
     new, r = jnp.linalg.qr(lq[:, order])
     return _canonical(new, _negligible(jnp.abs(jnp.diagonal(r)))), jnp.take(v, order, axis=k)
-
-
-def _when(flag: jax.Array, yes: Callable[[], Any], no: Callable[[], Any]) -> Any:
-    """``yes()`` if ``flag`` else ``no()``: a ``lax.cond`` under tracing (the eigendecompositions run
-    only on the steps that need them), a Python choice when ``flag`` is known (eager steps)."""
-    if isinstance(flag, jax.core.Tracer):
-        return jax.lax.cond(flag, yes, no)
-    return yes() if bool(flag) else no()
 
 
 def _check_bases(path: Any, g: Any, qs: Any, plan: _Plan) -> None:
@@ -356,7 +348,7 @@ def scale_by_soap(
                 return tuple(basis[k] for k in axes), v_new
 
             if axes:
-                fresh, v_new = _when(first, eigenbases, lambda: _when(refresh, power_step, kept))
+                fresh, v_new = cond(first, eigenbases, lambda: cond(refresh, power_step, kept))
                 by_axis = dict(zip(axes, fresh))
             else:
                 by_axis = {}

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from gradtx.core.aliases import Mask, ScalarOrSchedule, Updates
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.hyperparams import Hyperparams
 from gradtx.core.kit import cast_scalars, check_updates, magnitudes_like, moments_like, needs_params, update_moment
 from gradtx.core.numerics import bias_correction, compute_dtype, safe_increment, zero_count
@@ -138,9 +139,7 @@ def scale_by_sophia(
             return jax.tree.map(lambda e, v: update_moment(e, v, h["b2"], 1), h_hat, nu), fn_state
 
         k = h["update_interval"].astype(state.count.dtype)
-        nu, fn_state = jax.lax.cond(
-            state.count % k == 0, estimate, lambda nu, s: (nu, s), state.nu, state.hessian_fn_state
-        )
+        nu, fn_state = cond(state.count % k == 0, estimate, lambda nu, s: (nu, s), state.nu, state.hessian_fn_state)
 
         def step(g, m, v):  # line 13: clip(m_t / max(gamma h_t, eps), rho)
             dtype = compute_dtype(g, m, v)
@@ -165,7 +164,7 @@ def _print_win_rate(ratios: Updates, rho: jax.Array, count: jax.Array, every: in
     leaves = jax.tree.leaves(ratios)
     inside = sum((jnp.sum(jnp.abs(r.astype(jnp.float32)) < rho.astype(jnp.float32)) for r in leaves), jnp.zeros(()))
     rate = inside / max(sum(int(jnp.size(r)) for r in leaves), 1)
-    jax.lax.cond(
+    cond(
         count % every == 0,
         lambda: jax.debug.print("sophia: step {step}, win rate {rate}", step=count, rate=rate),
         lambda: None,

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import PyTree
+from gradtx.core.control import cond
 from gradtx.projections._inputs import check_leaves, check_scale, compute_dtype
 from gradtx.projections.boxes import projection_box
 from gradtx.projections.simplex import projection_simplex
@@ -65,7 +66,7 @@ def projection_l1_ball(tree: PyTree, scale: Any = 1) -> PyTree:
         return _signed([jnp.sign(x) for x in leaves], magnitudes, leaves)
 
     inside = _tree.norm(leaves, ord=1) <= s
-    return _rebuild(tree, jax.lax.cond(inside, lambda leaves: leaves, project, leaves))
+    return _rebuild(tree, cond(inside, lambda leaves: leaves, project, leaves))
 
 
 def projection_l1_sphere(tree: PyTree, scale: Any = 1) -> PyTree:

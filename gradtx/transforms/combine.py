@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from gradtx.core import tree as _tree
 from gradtx.core.aliases import PyTree
 from gradtx.core.base import GradientTransformation
+from gradtx.core.control import cond
 from gradtx.core.numerics import safe_increment, zero_count
 
 _INTEGER_PARAMS = (
@@ -177,7 +178,7 @@ def _conditional(inner, should_transform_fn, forward_extra_args, on_skip, kind):
         def skip(_):
             return on_skip(updates), state.inner_state
 
-        new_updates, inner_state = jax.lax.cond(should_transform_fn(state.step), run, skip, None)
+        new_updates, inner_state = cond(should_transform_fn(state.step), run, skip, None)
         return new_updates, kind(step=safe_increment(state.step), inner_state=inner_state)
 
     return GradientTransformation(init, update)

@@ -742,3 +742,16 @@ def test_the_docstring_check_can_fail():
         """
 
     assert args_entries(documented.__doc__) == ["b", "a"] != list(inspect.signature(documented).parameters)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_nan_in_a_large_leaf_is_not_dropped_by_max_min_and_the_inf_norm(jit):
+    """XLA:CPU's vectorised max and min skip a NaN in 4,096 or more elements (jax 0.10.2)."""
+    wrap = jax.jit if jit else (lambda f: f)
+    big = jnp.ones(8192).at[4000].set(jnp.nan)
+    tree = {"big": big, "small": jnp.arange(3.0), "ints": jnp.arange(3)}
+    for fn in (gradtx.tree.max, gradtx.tree.min, lambda t: gradtx.tree.norm(t, "inf"), gradtx.tree.norm):
+        assert np.isnan(float(wrap(fn)(tree)))
+    clean = {"big": jnp.ones(8192).at[5].set(-7.0), "ints": jnp.arange(3)}
+    assert [float(wrap(f)(clean)) for f in (gradtx.tree.max, gradtx.tree.min)] == [2.0, -7.0]
+    assert float(wrap(lambda t: gradtx.tree.norm(t, "inf"))(clean)) == 7.0
