@@ -515,8 +515,14 @@ def resume_loss(params):
     return jnp.sum(jnp.sin(params["dense"]["w"]) ** 2) + jnp.sum((params["dense"]["b"] - 1) ** 2) + params["scale"] ** 4
 
 
+@functools.cache
+def _compiled_step(tx):
+    return jax.jit(lambda p, s: _resume_step(tx, p, s))
+
+
 def run_steps(tx, params, state, start, stop):
-    step = jax.jit(lambda p, s: _resume_step(tx, p, s))
+    """Steps ``start`` to ``stop`` of the resume problem; one compiled step per optimizer object."""
+    step = _compiled_step(tx)
     for _ in range(start, stop):
         params, state = step(params, state)
     return params, state
