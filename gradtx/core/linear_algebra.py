@@ -7,6 +7,7 @@ the results come back in the dtype of the input.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -93,7 +94,6 @@ def power_iteration(
     who = "power_iteration"
     _count(who, "num_iters", num_iters)
     _checked(who, check_nonnegative, "error_tolerance", error_tolerance)
-    out_dtype = None
     if callable(matrix):
         if v0 is None:
             raise ValueError(f"{who}: v0 must be given when matrix is a function, got None")
@@ -110,8 +110,18 @@ def power_iteration(
             v = jnp.asarray(v0, a.dtype)
             if v.shape != (n,):
                 raise ValueError(f"{who}: v0 must have shape {(n,)} to match matrix, got {v.shape}")
-        matvec = lambda x: jnp.matmul(a, x, precision=precision)
+        eigenvalue, v = _dense_power_iteration(a, v, jnp.asarray(num_iters), error_tolerance, precision)
+        return eigenvalue.astype(out_dtype), v.astype(out_dtype)
+    return _power_loop(matvec, v, num_iters, error_tolerance, precision)
 
+
+@functools.partial(jax.jit, static_argnums=(4,))
+def _dense_power_iteration(a: jax.Array, v: jax.Array, num_iters: Any, error_tolerance: Any, precision: Any):
+    """:func:`power_iteration` of a matrix, jitted: an eager call compiles once per shape and dtype."""
+    return _power_loop(lambda x: jnp.matmul(a, x, precision=precision), v, num_iters, error_tolerance, precision)
+
+
+def _power_loop(matvec: Callable[[PyTree], PyTree], v: PyTree, num_iters: Any, error_tolerance: Any, precision: Any):
     def normalized(w: PyTree, fallback: PyTree) -> PyTree:
         norm = jnp.sqrt(_vdot(w, w, precision).real)
         safe = jnp.where(norm > 0, norm, 1)
@@ -136,8 +146,6 @@ def power_iteration(
     eigenvalue = _vdot(v, mv, precision)
     init = (jnp.zeros((), jnp.int32), v, mv, eigenvalue, jnp.asarray(jnp.inf, eigenvalue.real.dtype))
     _, v, _, eigenvalue, _ = jax.lax.while_loop(running, step, init)
-    if out_dtype is not None:
-        return eigenvalue.astype(out_dtype), v.astype(out_dtype)
     return eigenvalue, v
 
 
@@ -216,7 +224,19 @@ def matrix_inverse_pth_root(
         scale = jnp.where(a > 0, a, 1)
         return ((a + ridge_epsilon * scale) ** (-1.0 / p)).astype(out_dtype), jnp.zeros((), dtype)
 
-    max_ev, _ = power_iteration(a, precision=precision)
+    root, error = _newton_root(a, p, jnp.asarray(num_iters), ridge_epsilon, error_tolerance, precision)
+    return root.astype(out_dtype), error
+
+
+# Jitted with the order and the precision static: an eager call compiles once per shape and dtype
+# instead of tracing and compiling its loops again at every call.
+@functools.partial(jax.jit, static_argnums=(1, 5))
+def _newton_root(
+    a: jax.Array, p: int, num_iters: jax.Array, ridge_epsilon: Any, error_tolerance: Any, precision: Any
+) -> tuple[jax.Array, jax.Array]:
+    dtype, n = a.dtype, a.shape[0]
+    start = jax.random.normal(jax.random.key(0), (n,), dtype)  # power_iteration's default start
+    max_ev, _ = _power_loop(lambda x: jnp.matmul(a, x, precision=precision), start, 100, 1e-6, precision)
     ridge = jnp.asarray(ridge_epsilon, dtype) * jnp.where(max_ev > 0, max_ev, 1)
     identity = jnp.eye(n, dtype=dtype)
     a = a + ridge * identity
@@ -241,7 +261,7 @@ def matrix_inverse_pth_root(
 
     init = (jnp.zeros((), jnp.int32), x0, m0, *errors(m0), jnp.asarray(True))
     _, root, _, error, _, _ = jax.lax.while_loop(running, step, init)
-    return root.astype(out_dtype), error
+    return root, error
 
 
 def nnls(

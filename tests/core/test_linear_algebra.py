@@ -345,3 +345,21 @@ def test_nnls_unroll_jit_and_dtypes():
 def test_nnls_rejects_bad_input(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         nnls(*args, **kwargs)
+
+
+def test_eager_calls_compile_once_per_shape():
+    compiles = []
+    listener = lambda name, duration, **kwargs: compiles.append(name) if "backend_compile" in name else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    a = jnp.array([[4.0, 1.0], [1.0, 3.0]])
+    b = jnp.array([[5.0, 2.0], [2.0, 4.0]])
+    calls = [
+        lambda m: matrix_inverse_pth_root(m, 2),
+        lambda m: power_iteration(m),
+    ]
+    for call in calls:
+        jax.block_until_ready(call(a))
+        before = len(compiles)
+        out = jax.block_until_ready(call(b))  # other values, same shape: nothing new to compile
+        assert len(compiles) == before
+    assert np.allclose(out[0], np.linalg.eigvalsh(np.asarray(b)).max(), rtol=1e-5)
